@@ -1,0 +1,329 @@
+"""STSConv3D: hand-checked values, a NumPy oracle for cases A/B/C, the plain-conv
+identity, gradients, serialisation, compilation, precision and distribution."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests import reference_numpy as ref
+from tfsts.layers import STSConv3D
+
+RNG = np.random.default_rng(0)
+
+
+def _layer_with_kernel(kernel: np.ndarray, input_shape, **kwargs) -> STSConv3D:
+    layer = STSConv3D(filters=kernel.shape[-1], kernel_size=kernel.shape[:3], **kwargs)
+    layer.build((None, *input_shape))
+    layer.kernel.assign(kernel)
+    return layer
+
+
+def _run(layer, x):
+    return keras.ops.convert_to_numpy(layer(x.astype("float32")))
+
+
+# --------------------------------------------------------------- hand-checked values
+def test_case_a_raster_conv_wraps_across_rows_by_hand():
+    """One frame 2x3, 2 channels (1 appearance, 1 motion). Only K_app[2][2, 2] (the
+    last tap of the row-raster 1-D kernel... of slice 0) is 1: r[p] = seq[p + 4]."""
+    x = np.zeros((1, 1, 2, 3, 2), "float32")
+    x[0, 0, :, :, 0] = np.arange(6).reshape(2, 3)  # raster sequence 0..5
+    kernel = np.zeros((3, 3, 3, 1, 2), "float32")
+    kernel[0, 2, 2, 0, 0] = 1.0  # slice 0 (r), flat tap 8 -> offset +4
+    y = _run(_layer_with_kernel(kernel, (1, 2, 3, 2), groups=2), x)
+    # (0,0) reads raster position 4 = (1,1); (0,1) reads 5 = (1,2); the rest is padding.
+    np.testing.assert_array_equal(y[0, 0, :, :, 0], [[4, 5, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(y[..., 1], 0)
+
+
+def test_case_a_transposed_raster_by_hand():
+    """K_app[2] flat tap 0 (offset -4) over the w-major sequence [0, 3, 1, 4, 2, 5]."""
+    x = np.zeros((1, 1, 2, 3, 2), "float32")
+    x[0, 0, :, :, 0] = np.arange(6).reshape(2, 3)
+    kernel = np.zeros((3, 3, 3, 1, 2), "float32")
+    kernel[2, 0, 0, 0, 0] = 1.0
+    y = _run(_layer_with_kernel(kernel, (1, 2, 3, 2), groups=2), x)
+    # w-major index q = w * 2 + h; out[q] = seq[q - 4]: q=4 (w=2,h=0) -> 0, q=5 (w=2,h=1) -> 3
+    np.testing.assert_array_equal(y[0, 0, :, :, 0], [[0, 0, 0], [0, 0, 3]])
+
+
+def test_case_a_rowcol_variant_does_not_wrap_by_hand():
+    x = np.zeros((1, 1, 2, 3, 2), "float32")
+    x[0, 0, :, :, 0] = np.arange(6).reshape(2, 3)
+    kernel = np.zeros((3, 3, 3, 1, 2), "float32")
+    kernel[0, 2, 2, 0, 0] = 1.0  # row tap +4: reads 4 columns to the right
+    y = _run(_layer_with_kernel(kernel, (1, 2, 3, 2), groups=2, sts_variant="rowcol"), x)
+    np.testing.assert_array_equal(y[..., 0], 0)  # no row is 5 wide: nothing to read
+
+
+def test_case_a_constant_kernel_motion_and_spatial_by_hand():
+    """All-ones kernel on an all-ones clip T=3, 3x3: the motion half counts the taps
+    that fall inside (27 at the centre), the appearance half only spatial/raster taps."""
+    x = np.ones((1, 3, 3, 3, 2), "float32")
+    kernel = np.ones((3, 3, 3, 1, 2), "float32")
+    y = _run(_layer_with_kernel(kernel, (3, 3, 3, 2), groups=2), x)
+    assert y[0, 1, 1, 1, 1] == 27  # interior motion
+    assert y[0, 0, 1, 1, 1] == 18  # first frame: the t-1 tap is padding
+    assert y[0, 0, 0, 0, 1] == 8  # corner of the first frame: 2 x 2 x 2
+    # appearance at the centre pixel: s = 9; r and c read raster offsets -4..4 of a
+    # 9-long sequence around index 4: all 9 inside -> 9 each. No temporal taps.
+    assert y[0, 0, 1, 1, 0] == 27
+    # at (0, 0): s = 4; r: raster index 0 reads 0..4 -> 5; c: likewise 5.
+    assert y[0, 1, 0, 0, 0] == 14
+
+
+def test_case_b_raster_shift_by_hand():
+    """Case B, 4 filters: K_1 tap 0 reads the previous raster position (wrapping to
+    the previous row), K_2 tap 2 reads the next w-major position."""
+    x = np.zeros((1, 1, 2, 3, 1), "float32")
+    x[0, 0, :, :, 0] = np.arange(1, 7).reshape(2, 3)  # raster 1..6
+    kernel = np.zeros((3, 1, 1, 1, 4), "float32")
+    kernel[0, 0, 0, 0, 0] = 1.0  # a1: out[p] = seq[p - 1]
+    kernel[2, 0, 0, 0, 1] = 1.0  # a2: out[q] = seqT[q + 1]
+    kernel[1, 0, 0, 0, 2] = 2.0  # motion: 2 x the frame itself
+    y = _run(_layer_with_kernel(kernel, (1, 2, 3, 1)), x)
+    np.testing.assert_array_equal(y[0, 0, :, :, 0], [[0, 1, 2], [3, 4, 5]])  # (1,0) reads (0,2)=3
+    # w-major seqT = [1, 4, 2, 5, 3, 6]; shifted by +1: [4, 2, 5, 3, 6, 0]
+    np.testing.assert_array_equal(y[0, 0, :, :, 1], [[4, 5, 6], [2, 3, 0]])
+    np.testing.assert_array_equal(y[0, 0, :, :, 2], 2 * x[0, 0, :, :, 0])
+    np.testing.assert_array_equal(y[0, 0, :, :, 3], 0)
+
+
+# --------------------------------------------------------------------- NumPy oracle
+@pytest.mark.parametrize(
+    "t,h,w,c,stride",
+    [(1, 4, 4, 4, 1), (3, 5, 7, 6, 1), (4, 6, 8, 8, 2), (2, 8, 4, 4, 2), (5, 3, 9, 2, 1)],
+)
+def test_case_a_matches_numpy(t, h, w, c, stride):
+    x = RNG.normal(size=(2, t, h, w, c))
+    kernel = RNG.normal(size=(3, 3, 3, 1, c))
+    layer = _layer_with_kernel(kernel, (t, h, w, c), groups=c, strides=(1, stride, stride))
+    assert layer.resolved_case == "A"
+    np.testing.assert_allclose(_run(layer, x), ref.sts_case_a(x, kernel, stride), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "t,h,w,c,o,tstride",
+    [(1, 4, 4, 3, 4, 1), (4, 5, 3, 6, 8, 1), (6, 4, 6, 4, 8, 2), (5, 3, 3, 2, 12, 2), (8, 2, 5, 5, 4, 3)],
+)
+def test_case_bc_matches_numpy(t, h, w, c, o, tstride):
+    x = RNG.normal(size=(2, t, h, w, c))
+    kernel = RNG.normal(size=(3, 1, 1, c, o))
+    layer = _layer_with_kernel(kernel, (t, h, w, c), strides=(tstride, 1, 1))
+    assert layer.resolved_case == ("B" if tstride == 1 else "C")
+    np.testing.assert_allclose(_run(layer, x), ref.sts_case_bc(x, kernel, tstride), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kernel_size,strides,groups,c,o",
+    [
+        ((3, 3, 3), (1, 1, 1), 1, 3, 5),
+        ((3, 7, 7), (1, 2, 2), 1, 3, 4),
+        ((3, 3, 3), (2, 2, 2), 1, 4, 4),
+        ((1, 1, 1), (1, 2, 2), 1, 4, 6),
+        ((3, 3, 3), (1, 1, 1), 6, 6, 6),
+        ((3, 3, 3), (2, 2, 2), 6, 6, 6),
+        ((5, 3, 3), (1, 2, 2), 4, 4, 4),
+        ((3, 3, 3), (1, 2, 2), 2, 4, 6),
+    ],
+)
+def test_plain_conv_matches_numpy_with_symmetric_padding(kernel_size, strides, groups, c, o):
+    x = RNG.normal(size=(2, 5, 8, 6, c))
+    kernel = RNG.normal(size=(*kernel_size, c // groups, o))
+    layer = _layer_with_kernel(kernel, (5, 8, 6, c), strides=strides, groups=groups, sts=False)
+    np.testing.assert_allclose(_run(layer, x), ref.conv_nd(x, kernel, strides, groups), atol=1e-4)
+
+
+def test_plain_conv_equals_keras_conv3d_on_padded_input():
+    """sts=False is keras' Conv3D with PyTorch padding (pad 1 each side, then 'valid')."""
+    x = RNG.normal(size=(1, 4, 6, 6, 3)).astype("float32")
+    ours = STSConv3D(4, 3, strides=2, sts=False)
+    theirs = keras.layers.Conv3D(4, 3, strides=2, padding="valid", use_bias=False)
+    ours.build(x.shape)
+    theirs.build((1, 6, 8, 8, 3))
+    theirs.kernel.assign(ours.kernel)
+    padded = np.pad(x, [(0, 0), (1, 1), (1, 1), (1, 1), (0, 0)])
+    np.testing.assert_allclose(ours(x), theirs(padded), atol=1e-5)
+    # and TF's "same" would differ (it pads only at the end for stride 2)
+    same = keras.layers.Conv3D(4, 3, strides=2, padding="same", use_bias=False)
+    same.build(x.shape)
+    same.kernel.assign(ours.kernel)
+    assert not np.allclose(ours(x), same(x), atol=1e-3)
+
+
+# ----------------------------------------------------------- parameters and FLOPs
+@pytest.mark.parametrize(
+    "kwargs,shape",
+    [
+        (dict(filters=64, kernel_size=3, groups=64), (8, 56, 56, 64)),
+        (dict(filters=64, kernel_size=3, groups=64, strides=(1, 2, 2)), (8, 56, 56, 64)),
+        (dict(filters=256, kernel_size=(3, 1, 1)), (8, 14, 14, 1024)),
+        (dict(filters=144, kernel_size=(3, 1, 1), strides=(2, 1, 1)), (8, 28, 28, 230)),
+    ],
+)
+def test_sts_has_the_plain_convs_params_and_flops(kwargs, shape):
+    sts = STSConv3D(sts=True, **kwargs)
+    plain = keras.layers.Conv3D(padding="same", use_bias=False, **kwargs)
+    sts.build((None, *shape))
+    plain.build((None, *shape))
+    assert sts.count_params() == plain.count_params()
+    assert sts.kernel.shape == plain.kernel.shape
+    mirror = STSConv3D(sts=False, **kwargs)
+    mirror.build((None, *shape))
+    assert sts.count_macs(shape) == mirror.count_macs(shape)
+    t, h, w = sts.compute_output_shape((None, *shape))[1:4]
+    kt, kh, kw = sts.kernel_size
+    assert mirror.count_macs(shape) == t * h * w * kwargs["filters"] * kt * kh * kw * shape[-1] // kwargs.get("groups", 1)
+
+
+# --------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    "kwargs,shape,message",
+    [
+        (dict(filters=5, kernel_size=3, groups=5), (4, 8, 8, 5), "odd"),
+        (dict(filters=4, kernel_size=3, groups=4, strides=(2, 1, 1)), (4, 8, 8, 4), "temporal stride 1"),
+        (dict(filters=4, kernel_size=(3, 5, 5), groups=4), (4, 8, 8, 4), "3x3x3 only"),
+        (dict(filters=6, kernel_size=(3, 1, 1)), (4, 8, 8, 4), "divisible by 4"),
+        (dict(filters=8, kernel_size=(5, 1, 1)), (4, 8, 8, 4), "3x1x1 only"),
+        (dict(filters=8, kernel_size=(3, 1, 1), strides=(2, 1, 1), sts_case="B"), (4, 8, 8, 4), "case B needs temporal stride 1"),
+        (dict(filters=8, kernel_size=3, groups=2), (4, 8, 8, 4), "neither depthwise"),
+        (dict(filters=4, kernel_size=3, groups=4, strides=(1, 2, 2)), (4, 7, 8, 4), "divisible"),
+        (dict(filters=8, kernel_size=3), (4, 8, 8, 4), "3x1x1 only"),
+    ],
+)
+def test_shapes_sts_cannot_take_raise_clearly(kwargs, shape, message):
+    layer = STSConv3D(name="conv_under_test", **kwargs)
+    with pytest.raises(ValueError, match=message) as err:
+        layer.build((None, *shape))
+    assert "conv_under_test" in str(err.value) and "sts=False" in str(err.value)
+
+
+def test_even_kernel_rejected():
+    with pytest.raises(ValueError, match="odd kernel"):
+        STSConv3D(4, (2, 3, 3))
+
+
+# ------------------------------------------------------------------------ gradients
+@pytest.mark.parametrize("case_kwargs", [dict(filters=4, kernel_size=3, groups=4, strides=(1, 2, 2)), dict(filters=8, kernel_size=(3, 1, 1), strides=(2, 1, 1))])
+def test_gradients_match_finite_differences(case_kwargs):
+    layer = STSConv3D(dtype="float64", **case_kwargs)
+    x = tf.constant(RNG.normal(size=(1, 3, 4, 4, 4)))
+    layer.build(x.shape)
+    weights = tf.constant(RNG.normal(size=(1, *layer.compute_output_shape(x.shape)[1:])))
+
+    def loss(inp):
+        return tf.reduce_sum(layer(inp) * weights)
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        value = loss(x)
+    grad_x = tape.gradient(value, x).numpy()
+    grad_k = tape.gradient(value, layer.kernel).numpy()
+    assert np.all(np.isfinite(grad_x)) and np.all(np.isfinite(grad_k))
+    eps = 1e-6
+    flat = x.numpy().ravel()
+    for i in RNG.choice(flat.size, 12, replace=False):
+        plus, minus = flat.copy(), flat.copy()
+        plus[i] += eps
+        minus[i] -= eps
+        numeric = (loss(plus.reshape(x.shape)) - loss(minus.reshape(x.shape))) / (2 * eps)
+        np.testing.assert_allclose(grad_x.ravel()[i], numeric, rtol=1e-5, atol=1e-7)
+    kernel = layer.kernel.numpy()
+    for i in RNG.choice(kernel.size, 6, replace=False):
+        values = []
+        for sign in (1, -1):
+            k = kernel.ravel().copy()
+            k[i] += sign * eps
+            layer.kernel.assign(k.reshape(kernel.shape))
+            values.append(loss(x).numpy())
+        layer.kernel.assign(kernel)
+        np.testing.assert_allclose(grad_k.ravel()[i], (values[0] - values[1]) / (2 * eps), rtol=1e-5, atol=1e-7)
+
+
+# ------------------------------------------------ serialisation, compilation, dtypes
+def _sts_model(**kwargs):
+    inputs = keras.Input((4, 8, 8, 8))
+    x = STSConv3D(8, 3, groups=8, name="sts_a", **kwargs)(inputs)
+    x = STSConv3D(8, (3, 1, 1), strides=(2, 1, 1), use_bias=True, name="sts_c", **kwargs)(x)
+    return keras.Model(inputs, x)
+
+
+def test_get_config_round_trip():
+    layer = STSConv3D(8, (3, 1, 1), strides=(2, 1, 1), sts_case="C", sts_variant="rowcol", use_bias=True, name="x")
+    clone = STSConv3D.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+
+
+def test_keras_save_load_round_trip(tmp_path):
+    model = _sts_model()
+    x = RNG.normal(size=(2, 4, 8, 8, 8)).astype("float32")
+    path = os.path.join(tmp_path, "sts.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(model(x), loaded(x), atol=1e-6)
+    assert [l.sts for l in loaded.layers[1:]] == [True, True]
+
+
+def test_sts_and_plain_share_weights_and_differ_in_output():
+    sts_model, plain_model = _sts_model(sts=True), _sts_model(sts=False)
+    plain_model.set_weights(sts_model.get_weights())
+    x = RNG.normal(size=(1, 4, 8, 8, 8)).astype("float32")
+    assert not np.allclose(sts_model(x), plain_model(x), atol=1e-3)
+
+
+def test_tf_function_and_jit_compile_match_eager():
+    model = _sts_model()
+    x = tf.constant(RNG.normal(size=(2, 4, 8, 8, 8)).astype("float32"))
+    eager = model(x)
+    graph = tf.function(model)(x)
+    xla = tf.function(model, jit_compile=True)(x)
+    np.testing.assert_allclose(eager, graph, atol=1e-5)
+    np.testing.assert_allclose(eager, xla, atol=1e-4)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision(policy):
+    x = RNG.normal(size=(2, 4, 8, 8, 8)).astype("float32")
+    reference = _sts_model()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        mixed = _sts_model()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    mixed.set_weights(reference.get_weights())
+    y = mixed(x)
+    assert y.dtype == policy.split("_")[1]
+    assert mixed.layers[1].kernel.dtype == "float32"
+    tol = 0.05 if policy == "mixed_bfloat16" else 0.01
+    scale = np.abs(reference(x)).max()
+    np.testing.assert_allclose(np.asarray(y, "float32") / scale, np.asarray(reference(x)) / scale, atol=tol)
+
+
+def test_mirrored_strategy_training_step():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    x = RNG.normal(size=(4, 4, 8, 8, 8)).astype("float32")
+    with strategy.scope():
+        model = _sts_model()
+        optimizer = keras.optimizers.SGD(0.1)
+    before = [w.copy() for w in model.get_weights()]
+    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices(x).batch(4))
+
+    @tf.function
+    def step(batch):
+        def replica(b):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(model(b))) / strategy.num_replicas_in_sync
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        return strategy.reduce("SUM", strategy.run(replica, (batch,)), axis=None)
+
+    loss = step(next(iter(dataset)))
+    assert np.isfinite(loss.numpy())
+    after = model.get_weights()
+    assert all(not np.allclose(a, b) for a, b in zip(before, after))

@@ -1,0 +1,385 @@
+"""STS (Spatial-Temporal Separable) 3D convolution, and the plain 3D conv it replaces.
+
+`STSConv3D` holds one kernel of exactly the shape `keras.layers.Conv3D` would hold,
+`(kt, kh, kw, C // groups, filters)`, so weights move between STS and plain convs
+unchanged. With `sts=False` it is a plain 3D convolution with PyTorch-style symmetric
+padding ((k - 1) / 2 on each side, also for stride 2). With `sts=True` the output
+channels are split into an appearance half (no temporal mixing) and a motion half, as
+in Li et al., "In Defense of Image Pre-Training for Spatiotemporal Recognition"
+(ECCV 2022). The three cases (A: depthwise 3x3x3, B: dense 3x1x1, C: the temporal
+conv of a (2+1)D conv, with temporal stride) follow the reference code's numerics,
+including its 1-D convolutions over raster-flattened frames, which wrap across rows.
+`sts_variant="rowcol"` replaces those with true row / column convolutions (no
+wrap-around, a proper 2x2 grid for stride 2): same parameters, same FLOPs, but not
+the reference numerics.
+
+Everything is written with `keras.ops`, so the layer runs on any Keras backend.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+from keras import ops
+
+STS_CASES = ("A", "B", "C")
+STS_VARIANTS = ("reference", "rowcol")
+
+
+def _triple(value: int | Sequence[int], name: str) -> tuple[int, int, int]:
+    if isinstance(value, int):
+        return (value, value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 3:
+        raise ValueError(f"`{name}` must be an int or 3 ints (t, h, w); got {value}.")
+    return value
+
+
+def symmetric_pads(kernel_size: Sequence[int]) -> list[tuple[int, int]]:
+    """(k - 1) / 2 zeros on each side of each axis, as PyTorch's `padding=k // 2`."""
+    return [((k - 1) // 2, (k - 1) // 2) for k in kernel_size]
+
+
+def pad_symmetric(x, kernel_size: Sequence[int], strides: Sequence[int]):
+    """Pads the spatial axes of a channels-last tensor (one per entry of
+    `kernel_size`) so that a 'valid' conv or pool equals PyTorch's symmetric padding.
+
+    Returns (x, padding_mode). Where every stride is 1, TensorFlow's 'same' already is
+    symmetric for odd kernels, so nothing is copied; with stride 2, 'same' would pad
+    only at the end and shift every window by one pixel.
+    """
+    if all(s == 1 for s in strides):
+        return x, "same"
+    pads = symmetric_pads(kernel_size)
+    if any(p != (0, 0) for p in pads):
+        x = ops.pad(x, [(0, 0)] + pads + [(0, 0)])
+    return x, "valid"
+
+
+def conv_output_length(length: int | None, kernel: int, stride: int) -> int | None:
+    if length is None:
+        return None
+    pad = (kernel - 1) // 2
+    return (length + 2 * pad - kernel) // stride + 1
+
+
+def depthwise_conv3d(x, kernel, strides: Sequence[int]):
+    """Depthwise 3D conv (groups == channels) as a sum over temporal taps of 2D
+    depthwise convs on frames: numerically the grouped Conv3D, many times faster on
+    CPU (see benchmarks/bench_depthwise.py).
+
+    x: [B, T, H, W, C]; kernel: [kt, kh, kw, 1, C]; symmetric padding.
+    """
+    kt, kh, kw = (int(d) for d in kernel.shape[:3])
+    channels = int(kernel.shape[-1])
+    st, sh, sw = strides
+    pt = (kt - 1) // 2
+    if pt:
+        x = ops.pad(x, [(0, 0), (pt, pt), (0, 0), (0, 0), (0, 0)])
+    x_sp, padding = pad_symmetric(x, (1, kh, kw), (1, sh, sw))
+    shape = ops.shape(x_sp)
+    t_in, h_in, w_in = shape[1], shape[2], shape[3]
+    t_out = (t_in - kt) // st + 1
+    out = None
+    for i in range(kt):
+        frames = x_sp[:, i : i + (t_out - 1) * st + 1 : st] if (kt > 1 or st > 1) else x_sp
+        frames = ops.reshape(frames, (-1, h_in, w_in, channels))
+        tap = ops.reshape(kernel[i], (kh, kw, channels, 1))
+        y = ops.depthwise_conv(frames, tap, strides=(sh, sw), padding=padding)
+        out = y if out is None else out + y
+    out_shape = ops.shape(out)
+    return ops.reshape(out, (-1, t_out, out_shape[1], out_shape[2], channels))
+
+
+def _raster_conv1d(frames, kernel_1d, spatial_stride: int, transpose: bool, depthwise: bool):
+    """The reference's 1-D conv over a frame flattened in raster order.
+
+    frames: [N, H, W, C]. The frame is flattened h-major (w-major when `transpose`),
+    convolved along the flat sequence with zero padding (k - 1) / 2 and flat stride
+    `spatial_stride ** 2` (taps near a row's end read the next row, and with stride 2
+    every 4th raster position is kept: both are the reference behaviour), then
+    reshaped back in the same order to [H / s, W / s] (and transposed back).
+    kernel_1d: [k, C, 1] if depthwise, else [k, C, O].
+    """
+    if transpose:
+        frames = ops.transpose(frames, (0, 2, 1, 3))
+    shape = ops.shape(frames)
+    rows, cols, channels = shape[1], shape[2], shape[3]
+    seq = ops.reshape(frames, (-1, rows * cols, channels))
+    flat_stride = spatial_stride * spatial_stride
+    seq, padding = pad_symmetric(seq, kernel_1d.shape[:1], (flat_stride,))
+    if depthwise:
+        y = ops.depthwise_conv(seq, kernel_1d, strides=flat_stride, padding=padding)
+    else:
+        y = ops.conv(seq, kernel_1d, strides=flat_stride, padding=padding)
+    out = ops.reshape(y, (-1, rows // spatial_stride, cols // spatial_stride, ops.shape(y)[-1]))
+    if transpose:
+        out = ops.transpose(out, (0, 2, 1, 3))
+    return out
+
+
+@keras.saving.register_keras_serializable(package="tfsts")
+class STSConv3D(keras.layers.Layer):
+    """3D convolution with optional Spatial-Temporal Separable (STS) evaluation.
+
+    Args:
+        filters: output channels O.
+        kernel_size: int or (kt, kh, kw); odd sizes (symmetric padding).
+        strides: int or (st, sh, sw).
+        groups: channel groups; `groups == C == filters` is a depthwise conv.
+        use_bias: add a bias (once, to the whole output, also under STS).
+        sts: evaluate the conv STS-style (the kernel is unchanged either way).
+        sts_case: "A", "B" or "C" (sts.md); None picks A for depthwise 3x3x3, B for a
+            dense 3x1x1 with temporal stride 1 and C for one with temporal stride.
+        sts_variant: "reference" (raster-flattened 1-D convs, as the reference code)
+            or "rowcol" (true row/column convs, no wrap-around).
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | Sequence[int],
+        strides: int | Sequence[int] = (1, 1, 1),
+        groups: int = 1,
+        use_bias: bool = False,
+        sts: bool = True,
+        sts_case: str | None = None,
+        sts_variant: str = "reference",
+        kernel_initializer="he_normal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        name: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        self.filters = int(filters)
+        self.kernel_size = _triple(kernel_size, "kernel_size")
+        self.strides = _triple(strides, "strides")
+        self.groups = int(groups)
+        self.use_bias = bool(use_bias)
+        self.sts = bool(sts)
+        if sts_case is not None and sts_case not in STS_CASES:
+            raise ValueError(f"{self.name}: sts_case must be one of {STS_CASES} or None; got {sts_case!r}.")
+        if sts_variant not in STS_VARIANTS:
+            raise ValueError(f"{self.name}: sts_variant must be one of {STS_VARIANTS}; got {sts_variant!r}.")
+        self.sts_case = sts_case
+        self.sts_variant = sts_variant
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        if any(k % 2 == 0 for k in self.kernel_size):
+            raise ValueError(
+                f"{self.name}: kernel_size {self.kernel_size} has an even size; symmetric "
+                "(k - 1) / 2 padding needs odd kernel sizes."
+            )
+        self.input_spec = keras.layers.InputSpec(ndim=5)
+        self.resolved_case: str | None = None
+
+    # ----------------------------------------------------------------- build
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(f"{self.name}: the channel axis of the input must be known.")
+        if channels % self.groups or self.filters % self.groups:
+            raise ValueError(
+                f"{self.name}: input channels ({channels}) and filters ({self.filters}) must "
+                f"both be divisible by groups ({self.groups})."
+            )
+        self.input_channels = int(channels)
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(*self.kernel_size, channels // self.groups, self.filters),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias",
+                shape=(self.filters,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+            )
+        self.resolved_case = self._resolve_case(input_shape) if self.sts else None
+        self.input_spec = keras.layers.InputSpec(ndim=5, axes={-1: channels})
+
+    @property
+    def is_depthwise(self) -> bool:
+        return self.groups > 1 and self.groups == self.input_channels == self.filters
+
+    def _resolve_case(self, input_shape) -> str:
+        def fail(why: str, fix: str = "build this conv with sts=False") -> None:
+            raise ValueError(f"{self.name}: STS cannot take this conv: {why}. Fix: {fix}.")
+
+        kt, kh, kw = self.kernel_size
+        st, sh, sw = self.strides
+        if self.is_depthwise:
+            case = "A"
+        elif self.groups == 1:
+            case = "C" if st > 1 else "B"
+        else:
+            fail(f"groups={self.groups} is neither depthwise (groups == channels == filters) nor dense")
+        if self.sts_case is not None:
+            if self.sts_case == "A" and case != "A":
+                fail("case A needs a depthwise conv (groups == channels == filters)")
+            if self.sts_case in ("B", "C") and case == "A":
+                fail(f"case {self.sts_case} needs a dense conv (groups=1)")
+            case = self.sts_case
+        if case == "A":
+            if (kt, kh, kw) != (3, 3, 3):
+                fail(f"case A supports kernel 3x3x3 only, got {self.kernel_size}")
+            if self.filters % 2:
+                fail(f"case A splits channels in halves; {self.filters} channels is odd")
+            if st != 1:
+                fail(f"case A needs temporal stride 1, got strides {self.strides}", "use temporal stride 1 (as the reference STS configs do) or sts=False")
+            if sh != sw:
+                fail(f"case A needs equal spatial strides, got {self.strides}")
+            h, w = input_shape[2], input_shape[3]
+            if sh > 1 and ((h is not None and h % sh) or (w is not None and w % sw)):
+                fail(f"with spatial stride {sh} the frame size ({h}x{w}) must be divisible by it")
+        else:
+            if (kt, kh, kw) != (3, 1, 1):
+                fail(f"case {case} supports kernel 3x1x1 only, got {self.kernel_size}")
+            if self.filters % 4:
+                fail(f"case {case} splits filters in quarters; {self.filters} is not divisible by 4")
+            if (sh, sw) != (1, 1):
+                fail(f"case {case} needs spatial stride 1, got strides {self.strides}")
+            if case == "B" and st != 1:
+                fail(f"case B needs temporal stride 1, got strides {self.strides}", "use sts_case='C' (the (2+1)D temporal conv) or sts=False")
+        return case
+
+    # ------------------------------------------------------------------ call
+    def call(self, x):
+        kernel = ops.cast(self.kernel, x.dtype)
+        if not self.sts:
+            y = self._plain(x, kernel)
+        elif self.resolved_case == "A":
+            y = self._sts_depthwise(x, kernel)
+        else:
+            y = self._sts_temporal(x, kernel)
+        if self.bias is not None:
+            y = y + ops.cast(self.bias, y.dtype)
+        return y
+
+    def _plain(self, x, kernel):
+        if self.is_depthwise:
+            return depthwise_conv3d(x, kernel, self.strides)
+        x, padding = pad_symmetric(x, self.kernel_size, self.strides)
+        return ops.conv(x, kernel, strides=self.strides, padding=padding)
+
+    def _sts_depthwise(self, x, kernel):
+        """Case A: appearance (s + r + c, per frame) on the first half of the channels,
+        depthwise 3D motion on the second half."""
+        half = self.filters // 2
+        stride = self.strides[1]
+        x_app, x_mot = x[..., :half], x[..., half:]
+        k_app, k_mot = kernel[..., :half], kernel[..., half:]
+        motion = depthwise_conv3d(x_mot, k_mot, self.strides)
+
+        shape = ops.shape(x_app)
+        frames = ops.reshape(x_app, (-1, shape[2], shape[3], half))
+        centre = ops.reshape(k_app[1], (3, 3, half, 1))
+        padded, padding = pad_symmetric(frames, (3, 3), (stride, stride))
+        spatial = ops.depthwise_conv(padded, centre, strides=stride, padding=padding)
+        if self.sts_variant == "reference":
+            row = ops.reshape(k_app[0], (9, half, 1))
+            col = ops.reshape(k_app[2], (9, half, 1))
+            r = _raster_conv1d(frames, row, stride, transpose=False, depthwise=True)
+            c = _raster_conv1d(frames, col, stride, transpose=True, depthwise=True)
+        else:
+            r = self._rowcol(frames, ops.reshape(k_app[0], (1, 9, half, 1)), stride, True)
+            c = self._rowcol(frames, ops.reshape(k_app[2], (9, 1, half, 1)), stride, True)
+        appearance = spatial + r + c
+        out_shape = ops.shape(appearance)
+        appearance = ops.reshape(appearance, (-1, shape[1], out_shape[1], out_shape[2], half))
+        return ops.concatenate([appearance, motion], axis=-1)
+
+    def _sts_temporal(self, x, kernel):
+        """Cases B and C: quarter 1 and 2 of the filters are 1-D convs along the
+        raster (and transposed raster) order of each kept frame; the second half is
+        the plain temporal conv."""
+        quarter = self.filters // 4
+        st = self.strides[0]
+        k_mot = kernel[..., 2 * quarter :]
+        padded, padding = pad_symmetric(x, self.kernel_size, self.strides)
+        motion = ops.conv(padded, k_mot, strides=self.strides, padding=padding)
+
+        kept = x[:, ::st] if st > 1 else x
+        shape = ops.shape(kept)
+        frames = ops.reshape(kept, (-1, shape[2], shape[3], self.input_channels))
+        k1 = ops.reshape(kernel[..., :quarter], (3, self.input_channels, quarter))
+        k2 = ops.reshape(kernel[..., quarter : 2 * quarter], (3, self.input_channels, quarter))
+        if self.sts_variant == "reference":
+            a1 = _raster_conv1d(frames, k1, 1, transpose=False, depthwise=False)
+            a2 = _raster_conv1d(frames, k2, 1, transpose=True, depthwise=False)
+        else:
+            a1 = self._rowcol(frames, ops.expand_dims(k1, 0), 1, False)
+            a2 = self._rowcol(frames, ops.expand_dims(k2, 1), 1, False)
+        appearance = ops.concatenate([a1, a2], axis=-1)
+        appearance = ops.reshape(appearance, (-1, shape[1], shape[2], shape[3], 2 * quarter))
+        return ops.concatenate([appearance, motion], axis=-1)
+
+    @staticmethod
+    def _rowcol(frames, kernel_2d, stride: int, depthwise: bool):
+        """A true row (1 x k) or column (k x 1) conv with symmetric padding."""
+        kh, kw = int(kernel_2d.shape[0]), int(kernel_2d.shape[1])
+        padded, padding = pad_symmetric(frames, (kh, kw), (stride, stride))
+        if depthwise:
+            return ops.depthwise_conv(padded, kernel_2d, strides=stride, padding=padding)
+        return ops.conv(padded, kernel_2d, strides=stride, padding=padding)
+
+    # ------------------------------------------------------------ bookkeeping
+    def compute_output_shape(self, input_shape):
+        b, t, h, w, _ = input_shape
+        kt, kh, kw = self.kernel_size
+        st, sh, sw = self.strides
+        return (
+            b,
+            conv_output_length(t, kt, st),
+            conv_output_length(h, kh, sh),
+            conv_output_length(w, kw, sw),
+            self.filters,
+        )
+
+    def count_macs(self, input_shape) -> int:
+        """Multiply-accumulates for one sample, counted branch by branch when STS is on
+        (so the 'no extra FLOPs' claim is checked, not assumed)."""
+        _, t_out, h_out, w_out, _ = self.compute_output_shape((1, *input_shape[-4:]))
+        kt, kh, kw = self.kernel_size
+        cin = self.input_channels // self.groups
+        if not self.sts:
+            return t_out * h_out * w_out * self.filters * kt * kh * kw * cin
+        positions = t_out * h_out * w_out
+        if self.resolved_case == "A":
+            half = self.filters // 2
+            motion = positions * half * 27
+            spatial = positions * half * 9  # centre slice, 3x3
+            row = positions * half * 9  # 9-tap 1-D conv
+            col = positions * half * 9
+            return motion + spatial + row + col
+        quarter = self.filters // 4
+        motion = positions * 2 * quarter * 3 * self.input_channels
+        a1 = positions * quarter * 3 * self.input_channels
+        a2 = positions * quarter * 3 * self.input_channels
+        return motion + a1 + a2
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            groups=self.groups,
+            use_bias=self.use_bias,
+            sts=self.sts,
+            sts_case=self.sts_case,
+            sts_variant=self.sts_variant,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
+            bias_regularizer=keras.regularizers.serialize(self.bias_regularizer),
+        )
+        return config
