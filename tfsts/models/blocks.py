@@ -1,0 +1,162 @@
+"""Building blocks shared by every 3D CNN family: conv + BN + activation with stable
+names, PyTorch-style symmetric pooling, classification heads and parameter counting.
+
+Naming follows keras.applications ("conv2_block1_1_conv"): a unit called
+`{prefix}` creates `{prefix}_conv`, `{prefix}_bn` and `{prefix}_relu`. These names are
+the keys for weight inflation and checkpoint conversion, so they never change.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+from tfsts.layers import STSConv3D
+from tfsts.layers.sts_conv import conv_output_length, symmetric_pads
+
+# PyTorch's BatchNorm3d defaults (momentum 0.1 there is 0.9 here).
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
+
+
+def batch_norm(x, name: str, epsilon: float = BN_EPSILON, gamma_zero: bool = False):
+    return keras.layers.BatchNormalization(
+        axis=-1,
+        epsilon=epsilon,
+        momentum=BN_MOMENTUM,
+        gamma_initializer="zeros" if gamma_zero else "ones",
+        name=name,
+    )(x)
+
+
+def conv_bn(
+    x,
+    filters: int,
+    kernel_size: int | Sequence[int],
+    name: str,
+    strides: int | Sequence[int] = 1,
+    groups: int = 1,
+    activation: str | None = "relu",
+    sts: bool = False,
+    sts_case: str | None = None,
+    sts_variant: str = "reference",
+    use_bias: bool = False,
+    bn_epsilon: float = BN_EPSILON,
+    gamma_zero: bool = False,
+):
+    """`{name}_conv` (an STSConv3D, plain unless `sts`), `{name}_bn`, `{name}_{activation}`."""
+    x = STSConv3D(
+        filters,
+        kernel_size,
+        strides=strides,
+        groups=groups,
+        use_bias=use_bias,
+        sts=sts,
+        sts_case=sts_case,
+        sts_variant=sts_variant,
+        name=f"{name}_conv",
+    )(x)
+    x = batch_norm(x, f"{name}_bn", epsilon=bn_epsilon, gamma_zero=gamma_zero)
+    if activation is not None:
+        x = keras.layers.Activation(activation, name=f"{name}_{activation}")(x)
+    return x
+
+
+@keras.saving.register_keras_serializable(package="tfsts")
+class MaxPool3D(keras.layers.Layer):
+    """Max pooling with PyTorch's symmetric padding ((k - 1) / 2 of -inf on each side).
+
+    TensorFlow's 'same' pads at the end only for stride 2, which shifts every window.
+    """
+
+    def __init__(self, pool_size: Sequence[int], strides: Sequence[int], **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = tuple(int(v) for v in pool_size)
+        self.strides = tuple(int(v) for v in strides)
+
+    def call(self, x):
+        if all(s == 1 for s in self.strides):
+            return ops.max_pool(x, self.pool_size, self.strides, padding="same")
+        pads = [(0, 0)] + symmetric_pads(self.pool_size) + [(0, 0)]
+        lowest = float(np.finfo(keras.backend.standardize_dtype(x.dtype)).min)
+        x = ops.pad(x, pads, constant_values=lowest)
+        return ops.max_pool(x, self.pool_size, self.strides, padding="valid")
+
+    def compute_output_shape(self, input_shape):
+        b, *spatial, c = input_shape
+        out = [conv_output_length(n, k, s) for n, k, s in zip(spatial, self.pool_size, self.strides)]
+        return (b, *out, c)
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
+
+
+@keras.saving.register_keras_serializable(package="tfsts")
+class Subsample(keras.layers.Layer):
+    """Keeps every s-th element along T, H and W, starting at 0: SlowFast's slow
+    pathway input, and a 1x1 spatial stride made explicit."""
+
+    def __init__(self, strides: Sequence[int], **kwargs):
+        super().__init__(**kwargs)
+        self.strides = tuple(int(v) for v in strides)
+
+    def call(self, x):
+        st, sh, sw = self.strides
+        return x[:, ::st, ::sh, ::sw]
+
+    def compute_output_shape(self, input_shape):
+        b, *spatial, c = input_shape
+        out = [None if n is None else -(-n // s) for n, s in zip(spatial, self.strides)]
+        return (b, *out, c)
+
+    def get_config(self):
+        return {**super().get_config(), "strides": self.strides}
+
+
+def classification_head(
+    features,
+    num_classes: int | Mapping[str, int],
+    dropout: float = 0.5,
+    name: str = "head",
+    activation: str | None = None,
+):
+    """Global average pool (each pathway), concatenate, dropout, one Dense per dataset.
+
+    `num_classes` as an int gives one output tensor named `name`; a mapping
+    `{dataset: classes}` gives a dict of outputs, one head `{name}_{dataset}` each
+    (CoVeR-style co-training: each sample's loss uses its own dataset's head).
+    """
+    feats = features if isinstance(features, (list, tuple)) else [features]
+    pooled = [
+        keras.layers.GlobalAveragePooling3D(name=f"{name}_pool" + (f"_{i}" if len(feats) > 1 else ""))(f)
+        for i, f in enumerate(feats)
+    ]
+    x = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name=f"{name}_concat")(pooled)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    if isinstance(num_classes, Mapping):
+        if not num_classes:
+            raise ValueError("num_classes is an empty mapping; give {dataset_name: num_classes}.")
+        return {
+            dataset: keras.layers.Dense(int(n), activation=activation, name=f"{name}_{dataset}")(x)
+            for dataset, n in num_classes.items()
+        }
+    return keras.layers.Dense(int(num_classes), activation=activation, name=name)(x)
+
+
+def count_params(model: keras.Model) -> int:
+    """Parameters as PyTorch counts them: weights and BN gamma/beta, without the BN
+    moving statistics (which Keras' `count_params` includes)."""
+    moving = {id(v) for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)
+              for v in (layer.moving_mean, layer.moving_variance)}
+    return int(sum(np.prod(v.shape) for v in model.weights if id(v) not in moving))
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)

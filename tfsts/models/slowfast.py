@@ -1,0 +1,71 @@
+"""SlowFast-R50 (Feichtenhofer et al. 2019), pytorchvideo / mmaction2 layout.
+
+One clip of T frames comes in; the slow pathway sees every `alpha`-th frame
+(mmaction2's nearest-neighbour resampling, i.e. frames 0, alpha, 2 alpha, ...), the fast
+pathway all T frames with 1/`beta_inv` of the channels. After the stem and after
+conv2..conv4, a time-strided `fusion_kernel` x 1 x 1 conv maps the fast features
+(2x channels) into the slow pathway by concatenation. STS (case B) applies to every
+temporal 3x1x1 first conv of a bottleneck in both pathways.
+
+Parameter counts with a 400-way head: 8x8 (alpha 4, fusion kernel 7) 34,566,488 and
+4x16 (alpha 8, fusion kernel 5) 34,480,216, as pytorchvideo.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+
+from tfsts.models.blocks import BN_EPSILON, Subsample, conv_bn
+from tfsts.models.slow import SLOWONLY_CONV_A, resnet_stage, stem
+
+FAST_CONV_A = (3, 3, 3, 3)
+
+
+def _fuse(slow, fast, *, alpha: int, kernel: int, name: str):
+    """Fast -> slow lateral connection: kt x 1 x 1 conv, stride alpha, 2x channels."""
+    lateral = conv_bn(fast, 2 * fast.shape[-1], (kernel, 1, 1), name, strides=(alpha, 1, 1))
+    return keras.layers.Concatenate(name=f"{name}_concat")([slow, lateral])
+
+
+def slowfast_backbone(
+    input_shape: Sequence[int],
+    *,
+    name: str = "slowfast_r50_8x8",
+    depth: int = 50,
+    alpha: int = 4,
+    beta_inv: int = 8,
+    fusion_kernel: int = 7,
+    sts: bool = True,
+    sts_variant: str = "reference",
+    style: str = "pytorch",
+    conv_bias: bool = False,
+    bn_epsilon: float = BN_EPSILON,
+) -> keras.Model:
+    """Returns a model with two outputs: [slow features, fast features].
+
+    `style`, `conv_bias` and `bn_epsilon` apply to both pathways (see tfsts.models.slow).
+    """
+    if input_shape[0] is not None and input_shape[0] % alpha:
+        raise ValueError(f"{name}: clip length {input_shape[0]} must be divisible by alpha={alpha}.")
+    inputs = keras.Input(tuple(input_shape), name="clip")
+    slow_in = Subsample((alpha, 1, 1), name="slow_subsample")(inputs)
+    layout = dict(conv_bias=conv_bias, bn_epsilon=bn_epsilon)
+    slow = stem(slow_in, filters=64, temporal_kernel=1, prefix="slow_", **layout)
+    fast = stem(inputs, filters=64 // beta_inv, temporal_kernel=5, prefix="fast_", **layout)
+    slow = _fuse(slow, fast, alpha=alpha, kernel=fusion_kernel, name="fuse1")
+
+    # The pathways advance stage by stage and fuse after conv2..conv4.
+    for stage in range(2, 6):
+        slow = resnet_stage(
+            slow, stage=stage, depth=depth, temporal_kernels=SLOWONLY_CONV_A[stage - 2],
+            prefix="slow_", sts=sts, sts_variant=sts_variant, style=style, **layout,
+        )
+        fast = resnet_stage(
+            fast, stage=stage, depth=depth, temporal_kernels=FAST_CONV_A[stage - 2],
+            width=64 // beta_inv, prefix="fast_", sts=sts, sts_variant=sts_variant, style=style, **layout,
+        )
+        if stage < 5:
+            slow = _fuse(slow, fast, alpha=alpha, kernel=fusion_kernel, name=f"fuse{stage}")
+    return keras.Model(inputs, [slow, fast], name=name)
