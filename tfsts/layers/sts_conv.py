@@ -119,6 +119,62 @@ def _raster_conv1d(frames, kernel_1d, spatial_stride: int, transpose: bool, dept
     return out
 
 
+def _tap_products(x, taps):
+    """x: [B, T, H, W, C]; taps: [k, C, O] -> [B, T, H, W, k, O], x @ taps[j] for each j."""
+    k, c, o = (int(d) for d in taps.shape)
+    shape = ops.shape(x)
+    flat = ops.reshape(x, (-1, c))
+    merged = ops.reshape(ops.transpose(taps, (1, 0, 2)), (c, k * o))
+    return ops.reshape(ops.matmul(flat, merged), (-1, shape[1], shape[2], shape[3], k, o))
+
+
+def _flatten_frames(taps):
+    """[B, T, R, S, k, O] -> [B, T, R * S, k, O] (raster order of the two middle axes)."""
+    shape = ops.shape(taps)
+    return ops.reshape(taps, (-1, shape[1], shape[2] * shape[3], shape[4], shape[5]))
+
+
+def _combine_taps(taps, axis: int):
+    """sum_j taps[..., j, :] shifted by j - (k - 1) / 2 along `axis`, zeros outside:
+    out[i] = sum_j taps_j[i + j - pad], a symmetric-padded stride-1 conv."""
+    k = int(taps.shape[-2])
+    pad = (k - 1) // 2
+    ndim = len(taps.shape) - 1
+    out = None
+    for j in range(k):
+        y = taps[..., j, :]
+        offset = j - pad
+        if offset:
+            pads = [(0, 0)] * ndim
+            index = [slice(None)] * ndim
+            if offset < 0:  # out[i] = y[i - |offset|]
+                pads[axis] = (-offset, 0)
+                index[axis] = slice(None, offset)
+            else:  # out[i] = y[i + offset]
+                pads[axis] = (0, offset)
+                index[axis] = slice(offset, None)
+            y = ops.pad(y, pads)[tuple(index)]
+        out = y if out is None else out + y
+    return out
+
+
+def _combine_column_raster_taps(taps):
+    """`_combine_taps` along the w-major (column-by-column) raster order of each frame,
+    without transposing: the position before (h, w) is (h - 1, w), or (H - 1, w - 1)
+    at the top of a column; the one after is (h + 1, w), or (0, w + 1) at its bottom.
+    taps: [B, T, H, W, 3, O] -> [B, T, H, W, O]."""
+    if int(taps.shape[-2]) != 3:
+        raise ValueError("column-raster taps must have length 3")
+    before, centre, after = taps[..., 0, :], taps[..., 1, :], taps[..., 2, :]
+    zero_col = [(0, 0), (0, 0), (0, 0), (1, 0), (0, 0)]
+    last_row_prev_col = ops.pad(before[:, :, -1:, :-1], zero_col)  # (H-1, w-1) -> (0, w)
+    shifted_before = ops.concatenate([last_row_prev_col, before[:, :, :-1]], axis=2)
+    zero_col = [(0, 0), (0, 0), (0, 0), (0, 1), (0, 0)]
+    first_row_next_col = ops.pad(after[:, :, :1, 1:], zero_col)  # (0, w+1) -> (H-1, w)
+    shifted_after = ops.concatenate([after[:, :, 1:], first_row_next_col], axis=2)
+    return shifted_before + centre + shifted_after
+
+
 @keras.saving.register_keras_serializable(package="tfsts")
 class STSConv3D(keras.layers.Layer):
     """3D convolution with optional Spatial-Temporal Separable (STS) evaluation.
@@ -267,6 +323,10 @@ class STSConv3D(keras.layers.Layer):
     def _plain(self, x, kernel):
         if self.is_depthwise:
             return depthwise_conv3d(x, kernel, self.strides)
+        if self.groups == 1 and self.kernel_size[1:] == (1, 1) and self.strides == (1, 1, 1) and self.kernel_size[0] > 1:
+            # A temporal kt x 1 x 1 conv as one GEMM over all taps plus shifted sums:
+            # faster than TF's Conv3D on CPU (benchmarks/bench_sts.py).
+            return _combine_taps(_tap_products(x, kernel[:, 0, 0]), axis=1)
         x, padding = pad_symmetric(x, self.kernel_size, self.strides)
         return ops.conv(x, kernel, strides=self.strides, padding=padding)
 
@@ -298,29 +358,35 @@ class STSConv3D(keras.layers.Layer):
         return ops.concatenate([appearance, motion], axis=-1)
 
     def _sts_temporal(self, x, kernel):
-        """Cases B and C: quarter 1 and 2 of the filters are 1-D convs along the
+        """Cases B and C: quarter 1 and 2 of the filters are 3-tap 1-D convs along the
         raster (and transposed raster) order of each kept frame; the second half is
-        the plain temporal conv."""
+        the plain temporal conv.
+
+        A 3-tap conv is sum_j shift_j(x @ K_j): all taps of all branches are one
+        matrix product over the channels (the same MACs as the plain conv), and the
+        shifts run on the (much thinner) outputs, so STS costs about what the plain
+        conv does.
+        """
         quarter = self.filters // 4
         st = self.strides[0]
-        k_mot = kernel[..., 2 * quarter :]
-        padded, padding = pad_symmetric(x, self.kernel_size, self.strides)
-        motion = ops.conv(padded, k_mot, strides=self.strides, padding=padding)
-
-        kept = x[:, ::st] if st > 1 else x
-        shape = ops.shape(kept)
-        frames = ops.reshape(kept, (-1, shape[2], shape[3], self.input_channels))
-        k1 = ops.reshape(kernel[..., :quarter], (3, self.input_channels, quarter))
-        k2 = ops.reshape(kernel[..., quarter : 2 * quarter], (3, self.input_channels, quarter))
+        taps = kernel[:, 0, 0]  # [3, C, O]
+        if st == 1:
+            motion = _combine_taps(_tap_products(x, taps[..., 2 * quarter :]), axis=1)
+        else:  # strided over time; the appearance convs see only the kept frames
+            padded, padding = pad_symmetric(x, self.kernel_size, self.strides)
+            motion = ops.conv(padded, kernel[..., 2 * quarter :], strides=self.strides, padding=padding)
+            x = x[:, ::st]
+        y1 = _tap_products(x, taps[..., :quarter])
+        y2 = _tap_products(x, taps[..., quarter : 2 * quarter])
         if self.sts_variant == "reference":
-            a1 = _raster_conv1d(frames, k1, 1, transpose=False, depthwise=False)
-            a2 = _raster_conv1d(frames, k2, 1, transpose=True, depthwise=False)
-        else:
-            a1 = self._rowcol(frames, ops.expand_dims(k1, 0), 1, False)
-            a2 = self._rowcol(frames, ops.expand_dims(k2, 1), 1, False)
-        appearance = ops.concatenate([a1, a2], axis=-1)
-        appearance = ops.reshape(appearance, (-1, shape[1], shape[2], shape[3], 2 * quarter))
-        return ops.concatenate([appearance, motion], axis=-1)
+            shape = ops.shape(y1)
+            a1 = _combine_taps(_flatten_frames(y1), axis=2)
+            a1 = ops.reshape(a1, (-1, shape[1], shape[2], shape[3], quarter))
+            a2 = _combine_column_raster_taps(y2)
+        else:  # along each row (W) and each column (H)
+            a1 = _combine_taps(y1, axis=3)
+            a2 = _combine_taps(y2, axis=2)
+        return ops.concatenate([a1, a2, motion], axis=-1)
 
     @staticmethod
     def _rowcol(frames, kernel_2d, stride: int, depthwise: bool):
