@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 from typing import Any, Callable, Mapping
 
 import keras
 
 from tfsts.models.blocks import classification_head, count_params
+from tfsts.models import inflation as _inflation_lib
+from tfsts.models.inflation import InflationError, InflationReport, NoImageCounterpartError, inflate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,10 +102,32 @@ def build_backbone(
     *,
     input_shape: tuple[int, ...] | None = None,
     sts: bool | None = None,
+    weights: str | os.PathLike | keras.Model | None = None,
+    inflation: str = "mean",
     **overrides,
 ) -> keras.Model:
-    """The features-before-pooling network of model `name` (one output per pathway)."""
+    """The features-before-pooling network of model `name` (one output per pathway).
+
+    weights: None (initialisers); "imagenet" (the matching keras.applications model with
+        its ImageNet weights, downloaded by Keras, inflated to 3D); a path to a 2D
+        `.keras`, `.weights.h5` (saved from the matching keras.applications builder) or
+        legacy `.h5` file; or a 2D keras.Model. With weights, the 3D layout options
+        that reproduce the 2D source (e.g. style="caffe", conv_bias, bn_epsilon) come
+        from `tfsts.models.inflation.TARGETS` (explicit overrides win, and `inflate`
+        checks them), the model's first layer is an `InputNormalization` named
+        `input_normalization` in the source's mode, and `model.inflation_report` says
+        which 2D weight went where. Models without a 2D counterpart raise
+        `NoImageCounterpartError`.
+    inflation: "mean" (I3D), "center" or "sts_center" (see docs/inflation.md).
+    """
+    if inflation not in _inflation_lib.INFLATION_MODES:
+        raise ValueError(f"inflation must be one of {_inflation_lib.INFLATION_MODES}; got {inflation!r}.")
     spec = model_spec(name)
+    source = None
+    if weights is not None:
+        source = _inflation_lib.source_for(name, overrides)
+        layout = _inflation_lib.layout_options(name, _resolve(spec.module, spec.function))
+        overrides = {**layout, **overrides}
     kwargs = {**spec.kwargs, **overrides}
     if spec.sts is None:
         if sts:
@@ -113,7 +138,11 @@ def build_backbone(
     else:
         kwargs["sts"] = spec.sts if sts is None else bool(sts)
     shape = tuple(input_shape or spec.input_shape)
-    return _resolve(spec.module, spec.function)(shape, name=name, **kwargs)
+    backbone = _resolve(spec.module, spec.function)(shape, name=name, **kwargs)
+    if source is not None:
+        backbone = _inflation_lib.with_input_normalization(backbone, source.preprocessing)
+        backbone.inflation_report = inflate(backbone, weights, inflation=inflation, source=source.name)
+    return backbone
 
 
 def build_model(
@@ -123,6 +152,9 @@ def build_model(
     sts: bool | None = None,
     input_shape: tuple[int, ...] | None = None,
     dropout: float | None = None,
+    weights: str | os.PathLike | keras.Model | None = None,
+    inflation: str = "mean",
+    copy_head: bool = False,
     **overrides,
 ) -> keras.Model:
     """Backbone + classification head(s).
@@ -130,20 +162,40 @@ def build_model(
     num_classes: an int (one output) or `{dataset_name: num_classes}` (one head per
         dataset, outputs keyed by dataset name, for co-training).
     sts: None takes the reference's default for this model (on wherever it uses STS).
+    weights, inflation: initialise the backbone from a 2D ImageNet network (see
+        `build_backbone`); `model.inflation_report` says what went where.
+    copy_head: also copy the 2D classifier (needs num_classes == 1000).
     overrides: family-specific builder arguments (e.g. `shortcut_type="A"`).
     """
+    if inflation not in _inflation_lib.INFLATION_MODES:
+        raise ValueError(f"inflation must be one of {_inflation_lib.INFLATION_MODES}; got {inflation!r}.")
     spec = model_spec(name)
+    source = None
+    if weights is not None:
+        source = _inflation_lib.source_for(name, overrides)
+        layout = _inflation_lib.layout_options(name, _resolve(spec.module, spec.function))
+        overrides = {**layout, **overrides}
     backbone = build_backbone(name, input_shape=input_shape, sts=sts, **overrides)
+    if source is not None:
+        backbone = _inflation_lib.with_input_normalization(backbone, source.preprocessing)
     head = classification_head if spec.head is None else _resolve(*spec.head.split(":"))
     outputs = head(backbone.outputs, num_classes, dropout=spec.dropout if dropout is None else dropout)
-    return keras.Model(backbone.inputs, outputs, name=name)
+    inputs = backbone.inputs[0] if len(backbone.inputs) == 1 else backbone.inputs
+    model = keras.Model(inputs, outputs, name=name)
+    if source is not None:
+        model.inflation_report = inflate(model, weights, inflation=inflation, copy_head=copy_head, source=source.name)
+    return model
 
 
 __all__ = [
+    "InflationError",
+    "InflationReport",
     "ModelSpec",
+    "NoImageCounterpartError",
     "available_models",
     "build_backbone",
     "build_model",
     "count_params",
+    "inflate",
     "model_spec",
 ]
