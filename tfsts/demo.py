@@ -2,7 +2,7 @@
 builds STS and plain variants of a few models, runs a clip through each, checks that
 STS changes the computation but not the parameters or MACs, and prints a table.
 
-    python -m tfsts.demo [--models slowonly_r50,ircsn_50,x3d_s] [--frames 8] [--size 128]
+    python -m tfsts.demo [--models slowonly_r50,slowfast_r50_8x8] [--frames 8] [--size 128]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from absl import app, flags  # noqa: E402
 from tfsts import models  # noqa: E402
 from tfsts.flops import count_macs  # noqa: E402
 
-flags.DEFINE_list("models", ["slowonly_r50", "ircsn_50", "r2plus1d_18", "x3d_s"], "Models to run.")
+flags.DEFINE_list("models", ["slowonly_r50", "slowfast_r50_8x8"], "Models to run.")
 flags.DEFINE_integer("frames", 8, "Clip length.")
 flags.DEFINE_integer("size", 128, "Frame size (STS with spatial stride needs sizes divisible by 32).")
 FLAGS = flags.FLAGS
