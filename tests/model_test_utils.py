@@ -55,7 +55,7 @@ def assert_save_load_round_trip(model: keras.Model, tmp_path, input_shape=None) 
 def assert_mirrored_train_step(name: str, input_shape, num_classes=3, **kwargs) -> None:
     """One SGD step under MirroredStrategy on two logical CPUs: loss finite, every
     trainable weight moves, replicas agree."""
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
     with strategy.scope():
         model = models.build_model(name, num_classes, input_shape=input_shape, dropout=0.0, **kwargs)
         optimizer = keras.optimizers.SGD(0.01)

@@ -325,9 +325,10 @@ def test_static_clip_densenet121_into_densenet3d_121(source_file):
 
 def test_static_clip_mean_resnet3d_50_interior_frames(source_file):
     """Hara's layout halves T at the stem pool and at stages 3-5, and every block has a
-    3-tap conv: at T=256 the output frames 7..9 of 16 are interior."""
+    3-tap conv: at T=256 output frame 8 of 16 is interior (Keras' layout, stride on the
+    first 1x1x1 conv)."""
     backbone = static_clip_check("resnet3d_50", "ResNet50", source_file("ResNet50"), (256, 32, 32, 3), "mean", frames="interior")
-    assert valid_frames(backbone, 256) == [(7, 9)]
+    assert valid_frames(backbone, 256) == [(8, 8)]
 
 
 # Exhaustive: every pair, both feature-preserving modes.

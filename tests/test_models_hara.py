@@ -326,14 +326,14 @@ def test_framewise_resnet50_equals_keras_resnet50_by_name():
     """Temporal kernels 1, temporal strides 1, stride in the 1x1, conv biases: the 3D
     ResNet-50 is keras.applications.ResNet50 on each frame (names are the inflation
     keys; symmetric stride-2 padding matches Keras' explicit ZeroPadding2D)."""
-    model_2d = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(64, 64, 3))
+    model_2d = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
     perturb_batch_norms(model_2d)
     model_3d = resnet3d_backbone(
-        (3, 64, 64, 3), depth=50, stage_t_strides=(1, 1, 1), stride_in_1x1=True, conv_bias=True, **FRAMEWISE
+        (2, 32, 32, 3), depth=50, stage_t_strides=(1, 1, 1), stride_in_1x1=True, conv_bias=True, **FRAMEWISE
     )
     assert all(l.epsilon == 1.001e-5 for l in model_3d.layers if isinstance(l, keras.layers.BatchNormalization))
     _copy_2d_weights_by_name(model_2d, model_3d)
-    _assert_framewise(model_2d, model_3d, frames=3, size=64)
+    _assert_framewise(model_2d, model_3d, frames=2, size=32)
 
 
 @pytest.mark.slow
@@ -365,12 +365,19 @@ def test_save_load_round_trip(name, overrides, input_shape, tmp_path):
     assert_save_load_round_trip(model, tmp_path)
 
 
-@pytest.mark.parametrize("name, overrides, input_shape", FAMILY_INSTANCES)
-def test_mirrored_train_step(name, overrides, input_shape):
-    # A fresh collective-key range: a second MirroredStrategy in one process otherwise
-    # reuses the first one's collective instance keys ("Shape mismatch in the collective
-    # instance 100"); TF's own tests set this class attribute for the same reason.
+@pytest.fixture
+def fresh_collective_keys():
+    """A fresh collective-key range before and after the test: a second MirroredStrategy
+    in one process otherwise reuses the first one's collective instance keys ("Shape
+    mismatch in the collective instance 100"); TF's own tests set this class attribute
+    for the same reason."""
     tf.distribute.MirroredStrategy._collective_key_base += 100_000
+    yield
+    tf.distribute.MirroredStrategy._collective_key_base += 100_000
+
+
+@pytest.mark.parametrize("name, overrides, input_shape", FAMILY_INSTANCES)
+def test_mirrored_train_step(name, overrides, input_shape, fresh_collective_keys):
     # conv1_t_size=1: TF 2.21's CPU Conv3DBackpropFilter takes ~20-100 s on the 7x7x7
     # stem over 3 input channels (a (1, 7, 7) stem: < 1 s); the step is what is tested.
     assert_mirrored_train_step(name, input_shape, conv1_t_size=1, **overrides)

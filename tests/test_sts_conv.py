@@ -303,7 +303,7 @@ def test_mixed_precision(policy):
 
 
 def test_mirrored_strategy_training_step():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
     assert strategy.num_replicas_in_sync == 2
     x = RNG.normal(size=(4, 4, 8, 8, 8)).astype("float32")
     with strategy.scope():

@@ -126,6 +126,7 @@ def build_backbone(
     source = None
     if weights is not None:
         source = _inflation_lib.source_for(name, overrides)
+        _inflation_lib.check_weights_argument(weights)
         layout = _inflation_lib.layout_options(name, _resolve(spec.module, spec.function))
         overrides = {**layout, **overrides}
     kwargs = {**spec.kwargs, **overrides}
@@ -173,6 +174,7 @@ def build_model(
     source = None
     if weights is not None:
         source = _inflation_lib.source_for(name, overrides)
+        _inflation_lib.check_weights_argument(weights)
         layout = _inflation_lib.layout_options(name, _resolve(spec.module, spec.function))
         overrides = {**layout, **overrides}
     backbone = build_backbone(name, input_shape=input_shape, sts=sts, **overrides)

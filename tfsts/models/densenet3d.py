@@ -5,9 +5,10 @@ kenshohara/3D-ResNets-PyTorch (`models/densenet.py`; the released
 Hara's definition: stem conv 7x7x7 stride (1, 2, 2) (64 channels), BN, ReLU, 3x3x3 max
 pool stride 2; dense layers BN-ReLU-conv 1x1x1 (bn_size * growth_rate) - BN-ReLU-conv
 3x3x3 (growth_rate), concatenated to their input; transitions BN-ReLU-conv 1x1x1 (half
-the channels) - average pool 2x2x2 stride 2 (T is halved too); a final BN, then ReLU
-before the classifier's pooling. With T halved four times, a clip needs T >= 16
-(`transition_t_stride=1` and `pool1_t_stride=1` keep T, e.g. for one-frame images).
+the channels) - average pool 2x2x2 stride 2 (T is halved too); a final BN (a BatchNorm2d
+in the reference, same parameters), then ReLU before the classifier's pooling. With T
+halved four times, a clip needs T >= 16 (`transition_t_stride=1` keeps T, e.g. for
+one-frame images).
 
 Layer names are keras.applications' DenseNet ones: `conv1_conv`, `conv1_bn`,
 `conv1_relu`, `pool1`; dense layer i of block b (b = 2..5) `conv{b}_block{i}_0_bn`,

@@ -485,6 +485,20 @@ def with_input_normalization(model: keras.Model, mode: str) -> keras.Model:
 # ----------------------------------------------------------------- source loading
 
 
+def check_weights_argument(weights) -> None:
+    """Fails early (before a 3D model is built) on a `weights=` value `load_source`
+    could not take."""
+    if weights is None or isinstance(weights, keras.Model) or (isinstance(weights, str) and weights == "imagenet"):
+        return
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(f"weights must be None, 'imagenet', a path or a keras.Model; got {type(weights).__name__}.")
+    path = os.fspath(weights)
+    if not path.lower().endswith((".keras", ".h5", ".hdf5")):
+        raise ValueError(f"weights={path!r}: expected 'imagenet' or a .keras, .weights.h5 or legacy .h5 file.")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"2D source file not found: {path}")
+
+
 def _guess_source(model: keras.Model) -> SourceSpec | None:
     for spec in SOURCES.values():
         if model.name == spec.keras_name:
@@ -917,6 +931,7 @@ __all__ = [
     "layout_options",
     "load_source",
     "model_normalization",
+    "check_weights_argument",
     "no_counterpart_error",
     "source_for",
     "supported_pairs",
