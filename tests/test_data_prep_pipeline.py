@@ -300,7 +300,7 @@ def test_kill_and_resume_with_two_worker_processes(tmp_path, cache):
     args = [f"--csv={','.join(csvs)}", f"--videos_root={layout['videos']}", f"--output_dir={out}",
             f"--label_map={label_map}", "--short_side=64", "--shard_size=1", "--max_failures=0", "--num_workers=2"]
     seed = random.randrange(1 << 30)
-    delay = random.Random(seed).uniform(0.0, 0.4)
+    delay = random.Random(seed).uniform(0.0, 0.15)
     process = start(args, tmp_path / "killed.log")
     wait_for(lambda: any((out / ".state").glob("*.tfrecord.json")), process, timeout=120)
     time.sleep(delay)

@@ -201,3 +201,23 @@ def test_flops_cli_prints_params_and_gmacs():
     assert row[1] == "8x256x256"
     assert row[2] == "32,454,096"
     assert abs(float(row[3]) - 54.52) < 0.01
+
+
+def test_keras_file_reloads_in_a_fresh_process(tmp_path):
+    """Family-specific layers (e.g. the Hara shortcut A) load in a new interpreter via
+    tfsts.models.load_model, with identical outputs."""
+    model = models.build_model("resnet3d_10", 3, input_shape=(4, 32, 32, 3))
+    utils.perturb_batch_norms(model)
+    x = utils.random_clip((4, 32, 32, 3))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.asarray(model(x, training=False)))
+    model.save(tmp_path / "m.keras")
+    code = (
+        "import numpy as np; from tfsts import models; "
+        f"m = models.load_model(r'{tmp_path / 'm.keras'}'); "
+        f"np.testing.assert_allclose(m(np.load(r'{tmp_path / 'x.npy'}'), training=False), "
+        f"np.load(r'{tmp_path / 'y.npy'}'), rtol=1e-5, atol=1e-5); print('reloaded')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "reloaded" in out.stdout

@@ -158,6 +158,32 @@ def _combine_taps(taps, axis: int):
     return out
 
 
+def dense_conv3d_as_2d(x, kernel, strides: Sequence[int]):
+    """Dense 3D conv as one 2D conv over frames whose kt temporal neighbours are
+    stacked as channels: the same sums, but TF's CPU Conv3D filter gradient is 100x
+    slower than Conv2D's (a 3x7x7 stem: seconds instead of tens of seconds).
+
+    x: [B, T, H, W, C]; kernel: [kt, kh, kw, C, O]; symmetric padding.
+    """
+    kt, kh, kw, c, o = (int(d) for d in kernel.shape)
+    st, sh, sw = strides
+    pt = (kt - 1) // 2
+    if pt:
+        x = ops.pad(x, [(0, 0), (pt, pt), (0, 0), (0, 0), (0, 0)])
+    t_out = (ops.shape(x)[1] - kt) // st + 1
+    if kt == 1 and st == 1:
+        stacked = x
+    else:
+        stacked = ops.concatenate([x[:, j : j + (t_out - 1) * st + 1 : st] for j in range(kt)], axis=-1)
+    shape = ops.shape(stacked)
+    frames = ops.reshape(stacked, (-1, shape[2], shape[3], kt * c))
+    frames, padding = pad_symmetric(frames, (kh, kw), (sh, sw))
+    kernel_2d = ops.reshape(ops.transpose(kernel, (1, 2, 0, 3, 4)), (kh, kw, kt * c, o))
+    y = ops.conv(frames, kernel_2d, strides=(sh, sw), padding=padding)
+    y_shape = ops.shape(y)
+    return ops.reshape(y, (-1, t_out, y_shape[1], y_shape[2], o))
+
+
 def _combine_column_raster_taps(taps):
     """`_combine_taps` along the w-major (column-by-column) raster order of each frame,
     without transposing: the position before (h, w) is (h - 1, w), or (H - 1, w - 1)
@@ -327,6 +353,8 @@ class STSConv3D(keras.layers.Layer):
             # A temporal kt x 1 x 1 conv as one GEMM over all taps plus shifted sums:
             # faster than TF's Conv3D on CPU (benchmarks/bench_sts.py).
             return _combine_taps(_tap_products(x, kernel[:, 0, 0]), axis=1)
+        if self.groups == 1:
+            return dense_conv3d_as_2d(x, kernel, self.strides)
         x, padding = pad_symmetric(x, self.kernel_size, self.strides)
         return ops.conv(x, kernel, strides=self.strides, padding=padding)
 

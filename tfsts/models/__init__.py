@@ -81,6 +81,14 @@ _SPECS: dict[str, ModelSpec] = {
 }
 
 
+def load_model(path: str, **kwargs) -> keras.Model:
+    """`keras.saving.load_model` after importing every family module, so that their
+    custom layers are registered in a fresh process (Keras only auto-imports its own)."""
+    for module in sorted({spec.module for spec in _SPECS.values()}):
+        importlib.import_module(module)
+    return keras.saving.load_model(path, **kwargs)
+
+
 def available_models() -> list[str]:
     """Every name `build_model` accepts, sorted."""
     return sorted(_SPECS)
@@ -198,6 +206,7 @@ __all__ = [
     "build_backbone",
     "build_model",
     "count_params",
+    "load_model",
     "inflate",
     "model_spec",
 ]
