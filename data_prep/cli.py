@@ -27,7 +27,9 @@ def define_common_flags(short_side: int = 256, shard_size: int = 64) -> None:
     )
     flags.DEFINE_integer("short_side", short_side, "Resize so the shorter side has this many pixels (0 = keep).")
     flags.DEFINE_float("fps", 0.0, "Resample to this frame rate (0 = keep every decoded frame).")
-    flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the stored frames (1-100).", lower_bound=1, upper_bound=100)
+    flags.DEFINE_integer(
+        "jpeg_quality", 90, "JPEG quality of the stored frames (1-100).", lower_bound=1, upper_bound=100
+    )
     flags.DEFINE_integer("shard_size", shard_size, "Records per shard.", lower_bound=1)
     flags.DEFINE_integer("num_shards", 0, "Shards per split (0 = from --shard_size).", lower_bound=0)
     flags.DEFINE_string(

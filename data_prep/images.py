@@ -56,9 +56,8 @@ def prepare_trees(trees: Mapping[str, str], config: RunConfig, label_map: str | 
     rows = tree_rows(trees)
     labels = load_label_map(label_map) if label_map else sorted({t for r in rows.values() for _, _, t in r})
     annotations = image_annotations(rows, trees, labels)
-    config = dataclasses.replace(
-        config, inputs={"trees": dict(sorted(trees.items())), "label_map": os.path.abspath(label_map) if label_map else None}
-    )
+    inputs = {"trees": dict(sorted(trees.items())), "label_map": os.path.abspath(label_map) if label_map else None}
+    config = dataclasses.replace(config, inputs=inputs)
     return run(annotations, config)
 
 

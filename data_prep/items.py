@@ -17,7 +17,9 @@ FAILURE_HINTS: dict[str, str] = {
     "not_video": "the file is not a video container FFmpeg recognises (or is a still image): replace it",
     "not_image": "the file is not an image PIL can read: replace it",
     "no_video_stream": "the file has no video stream (audio only?): replace it",
-    "unsupported_codec": "FFmpeg (PyAV) has no decoder for this codec: transcode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4",
+    "unsupported_codec": (
+        "FFmpeg (PyAV) has no decoder for this codec: transcode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4"
+    ),
     "corrupt": "demuxing or decoding failed: re-download or transcode the file",
     "truncated": "the decodable frames end well before the duration the file declares: re-download it",
     "no_frames": "no frame could be decoded in the requested time window: check the file and time_start/time_end",

@@ -103,9 +103,8 @@ def kinetics_annotations(
             continue
         label = row.get("label", "")
         if label and label not in index:
-            failures.append(
-                row_failure(split, media_id, "unknown_label", f"label {label!r} is not in the label map", "label", source)
-            )
+            reason = f"label {label!r} is not in the label map"
+            failures.append(row_failure(split, media_id, "unknown_label", reason, "label", source))
             continue
         candidates.append(
             Item(split, media_id, "", index.get(label, -1), label, start, end, source)

@@ -341,7 +341,8 @@ def format_summary(
     ]
     if stats["shards_written"] and config.kind == "image":
         lines.append(
-            f"  this run: {stats['records']} images in {stats['wall_s']:.1f} s = {stats['records_per_s']:.1f} images/s; "
+            f"  this run: {stats['records']} images in {stats['wall_s']:.1f} s = "
+            f"{stats['records_per_s']:.1f} images/s; "
             f"wrote {stats['bytes'] / 1e6:.1f} MB ({stats['bytes_per_frame'] / 1e3:.1f} KB/image)"
         )
     elif stats["shards_written"]:

@@ -70,7 +70,8 @@ def ssv2_annotations(
                 failures.append(
                     row_failure(
                         split, video_id, "unknown_label",
-                        f"template {template!r} -> class {name!r} is not in {labels_source} (matching is case-sensitive)",
+                        f"template {template!r} -> class {name!r} is not in {labels_source} "
+                        "(matching is case-sensitive)",
                         "template", source,
                     )
                 )

@@ -72,10 +72,108 @@ def _sample_indices(count: int, wanted: int) -> list[int]:
     return sorted({round(i * (count - 1) / (wanted - 1)) for i in range(wanted)} if wanted > 1 else {0})
 
 
-def verify(directory: str, sample_records: int = 2, sample_frames: int = 3) -> Report:
-    """Check one output folder; see the module doc for what is checked."""
+def _read_shard(directory: str, shard: dict[str, Any], report: Report) -> list[bytes] | None:
+    """The records of one shard, CRC-checked, hashed in the same pass; None when unreadable."""
+    serialized: list[bytes] = []
+    try:
+        with open(os.path.join(directory, shard["file"]), "rb") as handle:
+            reader = _HashingReader(handle)
+            serialized.extend(iter_records(reader, shard["file"]))
+            while reader.read(1 << 20):  # to EOF, so the hash also covers trailing garbage
+                pass
+    except FileNotFoundError:
+        report.problems.append(f"{shard['file']}: missing")
+        return None
+    except CorruptRecordError as e:
+        report.problems.append(str(e))
+        return None
+    if reader.size != shard["bytes"] or reader.digest.hexdigest() != shard["sha256"]:
+        report.problems.append(f"{shard['file']}: size or sha256 differs from the manifest")
+    return serialized
+
+
+def _parse(record: bytes, video: bool) -> tuple[int, str, Any, tuple[int, int], int | None]:
+    """(label, text, encoded frames [T], stored (height, width), clip/num_frames), parsed
+    with the reader's parser."""
     import tensorflow as tf
 
+    if video:
+        context, sequence = schema.parse_video(record)
+        size = (int(context[schema.IMAGE_HEIGHT]), int(context[schema.IMAGE_WIDTH]))
+        return (int(context[schema.LABEL_INDEX]), context[schema.LABEL_TEXT].numpy().decode(),
+                sequence[schema.IMAGE_ENCODED], size, int(context[schema.NUM_FRAMES]))
+    features = schema.parse_image(record)
+    size = (int(features[schema.IMAGE_HEIGHT]), int(features[schema.IMAGE_WIDTH]))
+    return (int(features[schema.IMAGE_CLASS_LABEL]), features[schema.IMAGE_CLASS_TEXT].numpy().decode(),
+            tf.reshape(features[schema.IMAGE_ENCODED], [1]), size, None)
+
+
+def _check_frames(where: str, encoded: Any, size: tuple[int, int], wanted: int, report: Report) -> None:
+    """Decode a few frames with tf.io.decode_jpeg (what the input pipeline does)."""
+    import tensorflow as tf
+
+    for frame in _sample_indices(int(encoded.shape[0]), wanted):
+        try:
+            image = tf.io.decode_jpeg(encoded[frame], channels=3)
+        except tf.errors.OpError as e:
+            report.problems.append(f"{where} frame {frame}: JPEG does not decode: {str(e).splitlines()[0]}")
+            continue
+        report.decoded_frames += 1
+        if tuple(image.shape[:2]) != size:
+            report.problems.append(f"{where} frame {frame}: {tuple(image.shape[:2])}, expected {size}")
+
+
+def _check_split(directory: str, split: str, info: dict[str, Any], labels: list[str], video: bool,
+                 sample_records: int, sample_frames: int, report: Report) -> None:
+    import tensorflow as tf
+
+    classes: collections.Counter = collections.Counter()
+    split_records = split_frames = 0
+    for shard in info["shards"]:
+        serialized = _read_shard(directory, shard, report)
+        if serialized is None:
+            continue
+        records = frames = 0
+        sampled = set(_sample_indices(len(serialized), sample_records))
+        for number, record in enumerate(serialized):
+            where = f"{shard['file']} record {number}"
+            try:
+                label, text, encoded, size, num_frames = _parse(record, video)
+            except (tf.errors.OpError, ValueError) as e:
+                report.problems.append(f"{where}: does not parse: {str(e).splitlines()[0]}")
+                continue
+            count = int(encoded.shape[0])
+            if video and (count == 0 or count != num_frames):
+                report.problems.append(f"{where}: {count} frames, clip/num_frames says {num_frames}")
+            expected = labels[label] if 0 <= label < len(labels) else ("" if label == -1 else None)
+            if expected != text:
+                report.problems.append(f"{where}: label {label} {text!r} does not match {LABEL_MAP}")
+            if number in sampled:
+                _check_frames(where, encoded, size, sample_frames, report)
+            records += 1
+            frames += count
+            classes[(label, text)] += 1
+        if (records, frames) != (shard["records"], shard["frames"]):
+            report.problems.append(
+                f"{shard['file']}: {records} records / {frames} frames, manifest says "
+                f"{shard['records']} / {shard['frames']}"
+            )
+        split_records += records
+        split_frames += frames
+    if dict(classes) != {(c["index"], c["text"]): c["records"] for c in info["classes"]}:
+        report.problems.append(f"split {split}: class counts differ from the manifest")
+    if split_records != info["records"]:
+        report.problems.append(f"split {split}: {split_records} records, manifest says {info['records']}")
+    report.records += split_records
+    report.frames += split_frames
+    report.lines.append(
+        f"{split}: {len(info['shards'])} shards, {split_records} records, {split_frames} frames, "
+        f"{len(classes)} classes, {info['failures']} inputs failed during preparation"
+    )
+
+
+def verify(directory: str, sample_records: int = 2, sample_frames: int = 3) -> Report:
+    """Check one output folder; see the module doc for what is checked."""
     report = Report()
     try:
         with open(os.path.join(directory, MANIFEST), encoding="utf-8") as f:
@@ -97,87 +195,9 @@ def verify(directory: str, sample_records: int = 2, sample_frames: int = 3) -> R
     if label_map_version(labels) != manifest["label_map"]["version"]:
         report.problems.append(f"{LABEL_MAP} does not match the version in {MANIFEST}")
     video = manifest["kind"] == "video"
-    listed = set()
     for split, info in sorted(manifest["splits"].items()):
-        classes: collections.Counter = collections.Counter()
-        split_records = split_frames = 0
-        for shard in info["shards"]:
-            listed.add(shard["file"])
-            path = os.path.join(directory, shard["file"])
-            records = frames = 0
-            serialized: list[bytes] = []
-            try:
-                with open(path, "rb") as handle:
-                    reader = _HashingReader(handle)
-                    for record in iter_records(reader, shard["file"]):
-                        serialized.append(record)
-                    # read to EOF so the hash covers trailing garbage too
-                    while reader.read(1 << 20):
-                        pass
-            except FileNotFoundError:
-                report.problems.append(f"{shard['file']}: missing")
-                continue
-            except CorruptRecordError as e:
-                report.problems.append(str(e))
-                continue
-            if reader.size != shard["bytes"] or reader.digest.hexdigest() != shard["sha256"]:
-                report.problems.append(f"{shard['file']}: size or sha256 differs from the manifest")
-            sampled = set(_sample_indices(len(serialized), sample_records))
-            for number, record in enumerate(serialized):
-                where = f"{shard['file']} record {number}"
-                try:
-                    if video:
-                        context, sequence = schema.parse_video(record)
-                        label, text = int(context[schema.LABEL_INDEX]), context[schema.LABEL_TEXT].numpy().decode()
-                        encoded = sequence[schema.IMAGE_ENCODED]
-                        count = int(encoded.shape[0])
-                        if count != int(context[schema.NUM_FRAMES]) or count == 0:
-                            report.problems.append(f"{where}: {count} frames, clip/num_frames says {int(context[schema.NUM_FRAMES])}")
-                        size = (int(context[schema.IMAGE_HEIGHT]), int(context[schema.IMAGE_WIDTH]))
-                    else:
-                        features = schema.parse_image(record)
-                        label = int(features[schema.IMAGE_CLASS_LABEL])
-                        text = features[schema.IMAGE_CLASS_TEXT].numpy().decode()
-                        encoded = tf.reshape(features[schema.IMAGE_ENCODED], [1])
-                        count = 1
-                        size = (int(features[schema.IMAGE_HEIGHT]), int(features[schema.IMAGE_WIDTH]))
-                except (tf.errors.OpError, ValueError) as e:
-                    report.problems.append(f"{where}: does not parse: {str(e).splitlines()[0]}")
-                    continue
-                records += 1
-                frames += count
-                classes[(label, text)] += 1
-                expected = labels[label] if 0 <= label < len(labels) else ("" if label == -1 else None)
-                if expected is None or expected != text:
-                    report.problems.append(f"{where}: label {label} {text!r} does not match {LABEL_MAP}")
-                if number in sampled:
-                    for frame in _sample_indices(count, sample_frames):
-                        try:
-                            image = tf.io.decode_jpeg(encoded[frame], channels=3)
-                        except tf.errors.OpError as e:
-                            report.problems.append(f"{where} frame {frame}: JPEG does not decode: {str(e).splitlines()[0]}")
-                            continue
-                        report.decoded_frames += 1
-                        if tuple(image.shape[:2]) != size:
-                            report.problems.append(f"{where} frame {frame}: {tuple(image.shape[:2])}, expected {size}")
-            if records != shard["records"] or frames != shard["frames"]:
-                report.problems.append(
-                    f"{shard['file']}: {records} records / {frames} frames, manifest says "
-                    f"{shard['records']} / {shard['frames']}"
-                )
-            split_records += records
-            split_frames += frames
-        recorded = {(c["index"], c["text"]): c["records"] for c in info["classes"]}
-        if dict(classes) != recorded:
-            report.problems.append(f"split {split}: class counts differ from the manifest")
-        if split_records != info["records"]:
-            report.problems.append(f"split {split}: {split_records} records, manifest says {info['records']}")
-        report.records += split_records
-        report.frames += split_frames
-        report.lines.append(
-            f"{split}: {len(info['shards'])} shards, {split_records} records, {split_frames} frames, "
-            f"{len(classes)} classes, {info['failures']} inputs failed during preparation"
-        )
+        _check_split(directory, split, info, labels, video, sample_records, sample_frames, report)
+    listed = {shard["file"] for info in manifest["splits"].values() for shard in info["shards"]}
     for name in sorted(os.listdir(directory)):
         if SHARD_PATTERN.match(name) and name not in listed:
             report.problems.append(f"{name}: a shard file the manifest does not list")

@@ -902,10 +902,13 @@ def inflate(
             )
         raise InflationError("\n".join(parts), unused, unmatched, mismatched)
 
-    sts_temporal = [l.name for l in tgt_layers.values() if isinstance(l, STSConv3D) and l.sts and l.kernel_size[0] > 1]
+    sts_temporal = [
+        l.name for l in tgt_layers.values()
+        if isinstance(l, STSConv3D) and l.sts and l.kernel_size[0] > 1 and l.name in matched_targets
+    ]
     if sts_temporal and inflation == "mean":
         report.notes.append(
-            f"{len(sts_temporal)} convs run STS: their appearance half applies the temporal taps along the "
+            f"{len(sts_temporal)} inflated convs run STS: their appearance half applies the temporal taps along the "
             "raster-flattened frame, so 'mean' does not keep the 2D features on a static clip there; 'center' does"
         )
     for var, value in plan:
