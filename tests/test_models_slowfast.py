@@ -119,8 +119,12 @@ def test_static_clip_gives_the_per_frame_2d_net_when_temporal_taps_are_centred()
     clip = np.repeat(image, 4, axis=1)
     features = np.asarray(model(clip, training=False))
     reference = np.asarray(one_frame(image, training=False))
+    # Elementwise rtol 1e-4, plus an absolute floor tied to the feature scale: after ~50
+    # float32 layers with different summation orders (4-frame vs 1-frame conv paths),
+    # near-zero channels of a tensor whose entries reach ~1e3 differ by ~1e-7 of that scale.
+    floor = 1e-6 * np.abs(reference).max()
     for t in range(4):
-        np.testing.assert_allclose(features[:, t], reference[:, 0], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(features[:, t], reference[:, 0], rtol=1e-4, atol=floor)
 
 
 def test_caffe_style_moves_the_stride_without_changing_weights():
