@@ -52,36 +52,43 @@ def assert_save_load_round_trip(model: keras.Model, tmp_path, input_shape=None) 
     assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
 
 
-def assert_mirrored_train_step(name: str, input_shape, num_classes=3, **kwargs) -> None:
+def assert_mirrored_train_step(name: str, input_shape, num_classes=3, batch: int = 4, **kwargs) -> None:
     """One SGD step under MirroredStrategy on two logical CPUs: loss finite, every
-    trainable weight moves, replicas agree."""
+    trainable weight moves, replicas agree.
+
+    Reduction goes to one device: the default collective all-reduce clashes when
+    several strategies live in one process ("Shape mismatch in the collective
+    instance"). Batch 4 puts 2 clips on each replica, so training-mode BN followed by
+    an SE block or a 1x1x1 map still passes a gradient.
+    """
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
     with strategy.scope():
         model = models.build_model(name, num_classes, input_shape=input_shape, dropout=0.0, **kwargs)
         optimizer = keras.optimizers.SGD(0.01)
-    x = random_clip(input_shape, batch=2)
-    y = np.arange(2) % num_classes
-    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices((x, y)).batch(2))
+    x = random_clip(input_shape, batch=batch)
+    y = np.arange(batch) % num_classes
+    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices((x, y)).batch(batch))
     before = [v.numpy().copy() for v in model.trainable_variables]
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
 
     @tf.function
-    def step(batch):
-        def replica(inputs, labels):
+    def step(inputs):
+        def replica(clips, labels):
             with tf.GradientTape() as tape:
-                loss = loss_fn(labels, model(inputs, training=True)) / 2.0
+                loss = loss_fn(labels, model(clips, training=True)) / batch
             grads = tape.gradient(loss, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
             return loss
 
-        return strategy.reduce("SUM", strategy.run(replica, batch), axis=None)
+        return strategy.reduce("SUM", strategy.run(replica, inputs), axis=None)
 
     loss = step(next(iter(dataset)))
     assert np.isfinite(loss.numpy()), name
     moved = [not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables)]
     assert np.mean(moved) > 0.95, f"{name}: only {np.mean(moved):.0%} of the weights moved"
-    for v in model.trainable_variables[:5]:
+    for v in model.trainable_variables:
         replicas = strategy.experimental_local_results(v.value)
+        assert len(replicas) == 2
         np.testing.assert_array_equal(replicas[0].numpy(), replicas[1].numpy())
 
 

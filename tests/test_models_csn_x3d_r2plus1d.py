@@ -316,45 +316,6 @@ def test_sts_weight_interchange(name):
     mtu.assert_sts_weight_interchange(name, SMALL)
 
 
-def _mirrored_train_step(name: str, input_shape, num_classes: int = 3, **kwargs) -> None:
-    """As `model_test_utils.assert_mirrored_train_step`, with two fixes: reduction to
-    one device (the default collective all-reduce clashes across several strategies
-    in one process: "Shape mismatch in the collective instance 100"), and replicas
-    read from `v.value` (the Keras variable wraps the MirroredVariable)."""
-    strategy = tf.distribute.MirroredStrategy(
-        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()
-    )
-    with strategy.scope():
-        model = models.build_model(name, num_classes, input_shape=input_shape, dropout=0.0, **kwargs)
-        optimizer = keras.optimizers.SGD(0.01)
-    batch = 4  # 2 per replica: SE after BN sees more than the batch mean
-    x = mtu.random_clip(input_shape, batch=batch)
-    y = np.arange(batch) % num_classes
-    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices((x, y)).batch(batch))
-    before = [v.numpy().copy() for v in model.trainable_variables]
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
-
-    @tf.function
-    def step(inputs):
-        def replica(clips, labels):
-            with tf.GradientTape() as tape:
-                loss = loss_fn(labels, model(clips, training=True)) / batch
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return loss
-
-        return strategy.reduce("SUM", strategy.run(replica, inputs), axis=None)
-
-    loss = step(next(iter(dataset)))
-    assert np.isfinite(loss.numpy()), name
-    moved = [not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables)]
-    assert np.mean(moved) > 0.95, f"{name}: only {np.mean(moved):.0%} of the weights moved"
-    for v in model.trainable_variables:
-        replicas = strategy.experimental_local_results(v.value)
-        assert len(replicas) == 2
-        np.testing.assert_array_equal(replicas[0].numpy(), replicas[1].numpy())
-
-
 # Every layer type of the family, with fewer blocks per stage (the graph trace of the
 # full nets dominates: 30-50 s each on 2 cores); the full nets run under -m slow.
 @pytest.mark.parametrize(
@@ -362,10 +323,10 @@ def _mirrored_train_step(name: str, input_shape, num_classes: int = 3, **kwargs)
     [("ipcsn_50", (1, 1, 1, 1)), ("x3d_s", (2, 1, 1, 1)), ("r2plus1d_18", (1, 1, 1, 1))],
 )
 def test_mirrored_train_step_reduced(name, stage_blocks):
-    _mirrored_train_step(name, (2, 32, 32, 3), stage_blocks=stage_blocks)
+    mtu.assert_mirrored_train_step(name, (2, 32, 32, 3), stage_blocks=stage_blocks)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILY_MODELS)
 def test_mirrored_train_step_full(name):
-    _mirrored_train_step(name, (2, 32, 32, 3))
+    mtu.assert_mirrored_train_step(name, (2, 32, 32, 3))
