@@ -128,6 +128,16 @@ def build_backbone(
         `NoImageCounterpartError`.
     inflation: "mean" (I3D), "center" or "sts_center" (see docs/inflation.md).
     """
+    backbone, source = _backbone_for_weights(name, input_shape, sts, weights, inflation, overrides)
+    if source is not None:
+        backbone.inflation_report = inflate(backbone, weights, inflation=inflation, source=source.name)
+    return backbone
+
+
+def _backbone_for_weights(name, input_shape, sts, weights, inflation, overrides):
+    """The backbone, laid out like the 2D source when `weights` are given (with its
+    `input_normalization` layer), not yet inflated; and that source's metadata (None
+    without weights). Inflation waits so that build_model can add its heads first."""
     if inflation not in _inflation_lib.INFLATION_MODES:
         raise ValueError(f"inflation must be one of {_inflation_lib.INFLATION_MODES}; got {inflation!r}.")
     spec = model_spec(name)
@@ -150,8 +160,7 @@ def build_backbone(
     backbone = _resolve(spec.module, spec.function)(shape, name=name, **kwargs)
     if source is not None:
         backbone = _inflation_lib.with_input_normalization(backbone, source.preprocessing)
-        backbone.inflation_report = inflate(backbone, weights, inflation=inflation, source=source.name)
-    return backbone
+    return backbone, source
 
 
 def build_model(
@@ -176,18 +185,8 @@ def build_model(
     copy_head: also copy the 2D classifier (needs num_classes == 1000).
     overrides: family-specific builder arguments (e.g. `shortcut_type="A"`).
     """
-    if inflation not in _inflation_lib.INFLATION_MODES:
-        raise ValueError(f"inflation must be one of {_inflation_lib.INFLATION_MODES}; got {inflation!r}.")
     spec = model_spec(name)
-    source = None
-    if weights is not None:
-        source = _inflation_lib.source_for(name, overrides)
-        _inflation_lib.check_weights_argument(weights)
-        layout = _inflation_lib.layout_options(name, _resolve(spec.module, spec.function))
-        overrides = {**layout, **overrides}
-    backbone = build_backbone(name, input_shape=input_shape, sts=sts, **overrides)
-    if source is not None:
-        backbone = _inflation_lib.with_input_normalization(backbone, source.preprocessing)
+    backbone, source = _backbone_for_weights(name, input_shape, sts, weights, inflation, overrides)
     head = classification_head if spec.head is None else _resolve(*spec.head.split(":"))
     outputs = head(backbone.outputs, num_classes, dropout=spec.dropout if dropout is None else dropout)
     inputs = backbone.inputs[0] if len(backbone.inputs) == 1 else backbone.inputs
