@@ -12,7 +12,6 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tests import model_test_utils as mtu
 from tests import reference_numpy as ref

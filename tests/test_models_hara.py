@@ -16,7 +16,6 @@ import math
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tests.model_test_utils import (
     assert_mirrored_train_step,

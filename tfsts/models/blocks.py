@@ -65,6 +65,12 @@ def conv_bn(
     return x
 
 
+def add_and_relu(shortcut, residual, name: str):
+    """The end of a post-activation residual block: `{name}_add`, then `{name}_out`."""
+    y = keras.layers.Add(name=f"{name}_add")([shortcut, residual])
+    return keras.layers.Activation("relu", name=f"{name}_out")(y)
+
+
 @keras.saving.register_keras_serializable(package="tfsts")
 class MaxPool3D(keras.layers.Layer):
     """Max pooling with PyTorch's symmetric padding ((k - 1) / 2 of -inf on each side).

@@ -36,7 +36,7 @@ from typing import Sequence
 
 import keras
 
-from tfsts.models.blocks import MaxPool3D, conv_bn
+from tfsts.models.blocks import MaxPool3D, add_and_relu, conv_bn
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 MODES = ("ir", "ip")
@@ -71,8 +71,7 @@ def csn_bottleneck(
         sts=sts, sts_case="A", sts_variant=sts_variant, bn_epsilon=bn_epsilon,
     )
     y = conv_bn(y, out, 1, f"{name}_3", activation=None, bn_epsilon=bn_epsilon)
-    y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
-    return keras.layers.Activation("relu", name=f"{name}_out")(y)
+    return add_and_relu(shortcut, y, name)
 
 
 def csn_backbone(

@@ -34,7 +34,7 @@ from typing import Sequence
 
 import keras
 
-from tfsts.models.blocks import conv_bn
+from tfsts.models.blocks import add_and_relu, conv_bn
 
 STAGE_BLOCKS = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 BN_EPSILON = 1e-3  # Caffe2's, as VMZ sets on every BN
@@ -87,8 +87,7 @@ def basic_block(
         shortcut = conv_bn(x, filters, 1, f"{name}_0", strides=strides, activation=None, bn_epsilon=BN_EPSILON)
     y = conv2plus1d(x, filters, f"{name}_1", strides=strides, sts=sts, sts_variant=sts_variant)
     y = conv2plus1d(y, filters, f"{name}_2", activation=None, sts=sts, sts_variant=sts_variant)
-    y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
-    return keras.layers.Activation("relu", name=f"{name}_out")(y)
+    return add_and_relu(shortcut, y, name)
 
 
 def r2plus1d_backbone(

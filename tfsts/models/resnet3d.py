@@ -31,7 +31,7 @@ from typing import Sequence
 import keras
 from keras import ops
 
-from tfsts.models.blocks import BN_EPSILON, MaxPool3D, conv_bn
+from tfsts.models.blocks import BN_EPSILON, MaxPool3D, add_and_relu, conv_bn
 
 # depth -> (block type, blocks per stage 2..5), as Hara's `generate_model`.
 RESNET3D_DEPTHS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
@@ -161,8 +161,7 @@ def basic_block(
     residual = shortcut(x, filters, strides, shortcut_type, name, conv_bias, bn_epsilon)
     y = conv_bn(x, filters, (t_size, 3, 3), f"{name}_1", strides=strides, **common)
     y = conv_bn(y, filters, (t_size, 3, 3), f"{name}_2", activation=None, **common)
-    y = keras.layers.Add(name=f"{name}_add")([residual, y])
-    return keras.layers.Activation("relu", name=f"{name}_out")(y)
+    return add_and_relu(residual, y, name)
 
 
 def bottleneck_block(
@@ -188,8 +187,7 @@ def bottleneck_block(
     y = conv_bn(x, width, 1, f"{name}_1", strides=s1, **common)
     y = conv_bn(y, width, (t_size, 3, 3), f"{name}_2", strides=s2, groups=groups, **common)
     y = conv_bn(y, filters, 1, f"{name}_3", activation=None, **common)
-    y = keras.layers.Add(name=f"{name}_add")([residual, y])
-    return keras.layers.Activation("relu", name=f"{name}_out")(y)
+    return add_and_relu(residual, y, name)
 
 
 def build_resnet3d(

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import keras
 
-from tfsts.models.blocks import BN_EPSILON, MaxPool3D, Subsample, conv_bn
+from tfsts.models.blocks import BN_EPSILON, MaxPool3D, Subsample, add_and_relu, conv_bn
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 # Temporal kernel of each bottleneck's first conv, per stage; a list cycles over blocks.
@@ -66,8 +66,7 @@ def bottleneck_block(
     )
     y = conv_bn(y, inner, (1, 3, 3), f"{name}_2", strides=stride_b, **common)
     y = conv_bn(y, out, 1, f"{name}_3", activation=None, **common)
-    y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
-    return keras.layers.Activation("relu", name=f"{name}_out")(y)
+    return add_and_relu(shortcut, y, name)
 
 
 def _kernel_for_block(spec: int | Sequence[int], block: int) -> int:

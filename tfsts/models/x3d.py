@@ -38,7 +38,7 @@ from typing import Mapping, Sequence
 import keras
 
 from tfsts.layers import STSConv3D
-from tfsts.models.blocks import batch_norm, conv_bn
+from tfsts.models.blocks import add_and_relu, batch_norm, conv_bn
 
 BN_EPSILON = 1e-5
 # Depth factor per variant (width factor 2.0, bottleneck factor 2.25 for all).
@@ -126,8 +126,7 @@ def x3d_block(
         y = squeeze_excitation(y, se_width, f"{name}_se")
     y = keras.layers.Activation("swish", name=f"{name}_2_swish")(y)
     y = conv_bn(y, out, 1, f"{name}_3", activation=None, bn_epsilon=BN_EPSILON)
-    y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
-    return keras.layers.Activation("relu", name=f"{name}_out")(y)
+    return add_and_relu(shortcut, y, name)
 
 
 def x3d_backbone(
