@@ -60,13 +60,14 @@ def define_common_flags(short_side: int = 256, shard_size: int = 64) -> None:
 
 
 def show_common_flags_in_help() -> None:
-    """Make --help of the calling entry point list the common flags next to its own.
+    """Make --help of the running entry point list the common flags next to its own.
 
     absl shows only the main module's own ("key") flags under --help; the common flags are
-    defined in this module, so the entry point adopts them. Call it from the entry point's
-    define_flags(), which runs in its ``__main__``.
+    defined in this module, so they are registered as key flags of the main module too.
     """
-    flags.adopt_module_key_flags(sys.modules[__name__])
+    main_module = sys.argv[0]  # absl's name for the __main__ module
+    for flag in FLAGS.get_flags_for_module(__name__):
+        FLAGS.register_key_flag_for_module(main_module, flag)
 
 
 def config_from_flags(dataset: str, kind: str, inputs: dict[str, Any], beam_args: Sequence[str]) -> RunConfig:
@@ -113,6 +114,9 @@ def beam_flag_names() -> set[str]:
     """Every ``--flag`` Beam's PipelineOptions classes define (runner, Dataflow, Flink, ...)."""
     import argparse
 
+    from data_prep import beam_logging
+
+    beam_logging.install()
     from apache_beam.options.pipeline_options import PipelineOptions
 
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
@@ -158,7 +162,7 @@ def parse_known_flags(argv: list[str]) -> list[str]:
     try:
         rest = FLAGS(argv, known_only=True)
     except flags.Error as e:
-        _fail(f"{e} (see --help)")
+        _fail(f"{' '.join(str(e).split())} (see --help)")
     own = [name for name in FLAGS]
     beam_args = check_beam_arguments(rest[1:], own)
     return [rest[0], *beam_args]

@@ -8,6 +8,9 @@ a ``.csv`` file has ``path,label`` rows (an optional ``path,label`` header is sk
 Labels are class indices when all of them are integers (names come from --label_map when
 given), class names otherwise (indices from --label_map, else the sorted names). Paths
 must be relative to the root and stay inside it.
+
+Flags: --help lists this command's flags and the common ones. Apache Beam pipeline options
+(--runner=..., --direct_running_mode=...) pass through; any other unknown flag is an error.
 """
 from __future__ import annotations
 

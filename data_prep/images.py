@@ -9,6 +9,9 @@ Tree form: ``root/class_name/**/*.JPEG``; classes are the sorted folder names (o
 splits) unless --label_map is given. List form: like data_prep.generic. Plain RGB/grey
 JPEGs are stored byte for byte by default (--short_side=0); anything else (PNG, CMYK,
 EXIF-rotated, or any image with --short_side) is converted to an RGB JPEG.
+
+Flags: --help lists this command's flags and the common ones. Apache Beam pipeline options
+(--runner=..., --direct_running_mode=...) pass through; any other unknown flag is an error.
 """
 from __future__ import annotations
 

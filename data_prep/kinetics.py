@@ -9,6 +9,9 @@ Videos, anywhere under --videos_root (flat or per-class folders):
 ``{youtube_id}.EXT``, which is cut to [time_start, time_end) while decoding; EXT is any of
 annotations.VIDEO_EXTENSIONS.
 Without --label_map the classes are the sorted labels of the CSVs.
+
+Flags: --help lists this command's flags and the common ones. Apache Beam pipeline options
+(--runner=..., --direct_running_mode=...) pass through; any other unknown flag is an error.
 """
 from __future__ import annotations
 

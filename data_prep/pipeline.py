@@ -26,6 +26,7 @@ from typing import Any, Sequence, TextIO
 import av
 import PIL
 
+from data_prep import beam_logging
 from data_prep.annotations import Annotations, label_map_text, label_map_version
 from data_prep.decode import SHORT_CLIP_POLICIES, FrameOptions
 from data_prep.items import FAILURE_HINTS, Failure, InputError
@@ -461,11 +462,12 @@ def _run_beam(names: Sequence[str], job: Job, config: RunConfig) -> None:
     handlers = logging.getLogger().handlers
     for handler in handlers:
         handler.addFilter(quiet)
+    previous_pythonpath = _export_pythonpath()
+    beam_logging.install()
     try:
         import apache_beam as beam
         from apache_beam.options.pipeline_options import PipelineOptions
 
-        _export_pythonpath()
         options = PipelineOptions(beam_arguments(config.beam_args, config.num_workers))
         with beam.Pipeline(options=options) as pipeline:
             if job.driver is not None and config.num_workers > 1 and len(names) > config.num_workers:
@@ -487,6 +489,7 @@ def _run_beam(names: Sequence[str], job: Job, config: RunConfig) -> None:
                     | "WriteShards" >> beam.FlatMap(write_shards_by_name, job)
                 )
     finally:
+        _restore_pythonpath(previous_pythonpath)
         for handler in handlers:
             handler.removeFilter(quiet)
 
@@ -504,12 +507,27 @@ def _local_driver(config: RunConfig) -> tuple[str, int] | None:
     return socket.gethostname(), os.getpid()
 
 
-def _export_pythonpath() -> None:
-    """Let worker subprocesses import data_prep and tfsts even when not installed."""
+WORKER_SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "beam_worker_site")
+
+
+def _export_pythonpath() -> str | None:
+    """Let worker subprocesses import data_prep and tfsts even when not installed, and start
+    them with beam_worker_site/sitecustomize.py (drops Beam's known-harmless start-up
+    warnings at their source). Returns the previous PYTHONPATH, to restore after the run."""
+    previous = os.environ.get("PYTHONPATH")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    parts = [p for p in (previous or "").split(os.pathsep) if p and p != WORKER_SITE]
     if root not in parts:
-        os.environ["PYTHONPATH"] = os.pathsep.join([root, *parts])
+        parts.insert(0, root)
+    os.environ["PYTHONPATH"] = os.pathsep.join([WORKER_SITE, *parts])
+    return previous
+
+
+def _restore_pythonpath(previous: str | None) -> None:
+    if previous is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = previous
 
 
 # --- Files ------------------------------------------------------------------------------------

@@ -10,6 +10,9 @@ win: when any --{split}_json is given, only the given splits are read (the direc
 only supplies the labels file). Videos are ``{id}.webm`` (any of
 annotations.VIDEO_EXTENSIONS is found). The class of an entry is its template with "[" and "]" removed, matched
 case-sensitively against the labels file; the label map keeps the official indices.
+
+Flags: --help lists this command's flags and the common ones. Apache Beam pipeline options
+(--runner=..., --direct_running_mode=...) pass through; any other unknown flag is an error.
 """
 from __future__ import annotations
 
