@@ -249,7 +249,6 @@ def test_window_past_the_end_of_an_untrimmed_file_is_short():
     assert inside.incomplete is None and len(inside.frames) == 75
 
 
-@pytest.mark.slow
 def test_no_intact_test_video_is_flagged_short_or_truncated():
     needs_real_videos()
     bad = {"decord_corrupted.mp4", "libwebm_invalid_vp9_bitstream.webm", "libwebm_bad_lace_size.mkv"}
