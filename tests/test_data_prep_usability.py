@@ -16,6 +16,7 @@ from data_prep.decode import FrameOptions, decode_video
 from data_prep.inspect import pick_frames
 from data_prep.items import DecodeError, InputError
 from data_prep.pipeline import RunConfig, RunError
+from data_prep.verify import verify
 from tests import data_prep_helpers as helpers
 
 VIDEOS = helpers.SHARED_VIDEOS
@@ -292,6 +293,8 @@ def test_short_clips_policy_in_a_real_run(short_kinetics, tmp_path):
     assert "kept although shorter than asked (--short_clips=keep): short 1, truncated 1" in kept.summary
     assert "train.csv:4 [short, field 'file']" in kept.summary and "the file ends at 10.04 s" in kept.summary
     assert sum(s["frames"] for s in manifest["splits"]["train"]["shards"]) == 120 + 14 + 51
+    report = verify(str(tmp_path / "keep"))
+    assert report.ok, report.text()
 
 
 def test_short_clip_stop_message_names_the_policy_flag(short_kinetics, tmp_path):
