@@ -1,9 +1,10 @@
 """Index-valued synthetic videos and images, written to TFRecords by data_prep itself.
 
-Frame i of a "flat" video is one flat colour that encodes i: R = 4 + 8 * (i % 32),
-G = 4 + 8 * (i // 32), B = 128 (up to 1024 frames). Through FFV1 (lossless, yuv444p), data_prep's
-PyAV decode + RGB conversion and a quality-90 JPEG, a flat colour comes back within +-2 levels,
-so ``read_index`` (rounding to the nearest step of 8) recovers i exactly: tolerance +-3 levels.
+Frame i of a "flat" video is one flat colour that encodes i in base 16: R = 8 + 16 * (i % 16),
+G = 8 + 16 * (i // 16 % 16), B = 8 + 16 * (i // 256) (up to 4096 frames). Through FFV1 (yuv444p),
+data_prep's PyAV decode + RGB conversion and a quality-90 JPEG (4:2:0 chroma), a flat colour
+comes back within about +-6 levels (measured), so ``read_index`` (rounding to the nearest step
+of 16) recovers i exactly: tolerance +-7 levels.
 
 A "probe" video (336 x 256) adds a spatial code: rows 0..15 are the flat time band, rows 16..255
 are grey stripes 8 px wide (JPEG-block aligned), stripe k = 4 + 6 * k, so a crop's x offset
@@ -25,15 +26,13 @@ from data_prep.pipeline import RunConfig
 
 
 def index_colour(i: int) -> tuple[int, int, int]:
-    return 4 + 8 * (i % 32), 4 + 8 * (i // 32), 128
+    return 8 + 16 * (i % 16), 8 + 16 * (i // 16 % 16), 8 + 16 * (i // 256)
 
 
 def read_index(rgb: np.ndarray) -> np.ndarray:
     """Frame indices from [..., H, W, 3] flat frames (mean over the pixels, then rounding)."""
-    mean = rgb.astype(np.float64).mean(axis=(-3, -2))
-    r = np.round((mean[..., 0] - 4) / 8).astype(int)
-    g = np.round((mean[..., 1] - 4) / 8).astype(int)
-    return r + 32 * g
+    digits = np.round((rgb.astype(np.float64).mean(axis=(-3, -2)) - 8) / 16).astype(int)
+    return digits[..., 0] + 16 * digits[..., 1] + 256 * digits[..., 2]
 
 
 def flat_frame(i: int, width: int, height: int) -> np.ndarray:

@@ -116,7 +116,7 @@ def _load_manifest(path: str, kind: str) -> dict[str, Any]:
         )
     if manifest.get("kind") not in (None, kind):
         raise ValueError(
-            f"tfsts.data: {path} describes {manifest.get('kind')} records but a {kind} dataset was asked "
+            f"tfsts.data: {path} describes {manifest.get('kind')} records but {'an image' if kind == 'image' else 'a video'} dataset was asked "
             f"for; use {'image' if kind == 'video' else 'video'}_dataset for these files"
         )
     return manifest
@@ -250,7 +250,7 @@ def _check_labels(num_classes: int | None) -> Any:
             return e
         ok = tf.logical_and(e["label"] >= -1, e["label"] < num_classes)
         assertion = tf.debugging.Assert(ok, [
-            "tfsts.data: label index", e["label"], "outside the head's range [0,", num_classes, ") in",
+            "tfsts.data: label index", e["label"], "outside the head range [0,", num_classes, ") in",
             tf.strings.format("record {} of {}", (e["_position"], e["_file"])),
             "; set num_classes to the label map's size or re-write the records with the right --label_map"])
         with tf.control_dependencies([assertion]):
