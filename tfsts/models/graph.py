@@ -50,8 +50,7 @@ def _producer_names(value: Any) -> Iterator[str]:
 class LayerGraph:
     """Producers and consumers of each layer of one functional model, by name.
 
-    A layer shared with another model (as after `with_input_normalization`) only
-    shows its connections inside this one. Raises RuntimeError if the config carries
+    A layer shared with another model only shows its connections inside this one. Raises RuntimeError if the config carries
     no connections at all, i.e. if Keras changed its functional config format.
     """
 
