@@ -497,7 +497,7 @@ def test_wrong_depth_source_fails_listing_the_weights(source_file):
 
 def test_channel_and_layout_mismatches_fail_clearly(source_file):
     src = load_2d("ResNet50", source_file("ResNet50"))
-    narrow = models.build_backbone("resnet3d_50", input_shape=(2, 32, 32, 3), stride_in_1x1=True, widen_factor=0.5)
+    narrow = models.build_backbone("resnet3d_50", input_shape=(2, 32, 32, 3), stride_layout="1x1", widen_factor=0.5)
     with pytest.raises(inf.InflationError, match="has no 'input_normalization' layer"):
         models.inflate(narrow, src)
     narrow = inf.with_input_normalization(narrow, "caffe")
@@ -505,8 +505,8 @@ def test_channel_and_layout_mismatches_fail_clearly(source_file):
         models.inflate(narrow, src)
 
     # pytorch style (stride on the 3x3 conv) cannot reproduce Keras' ResNet v1
-    with pytest.raises(inf.InflationError, match=r"conv3_block1_1_conv -> conv3_block1_1_conv: spatial stride 2D \(2, 2\) vs 3D \(1, 1\)[\s\S]*style='caffe'"):
-        models.build_backbone("i3d_r50", input_shape=(4, 32, 32, 3), weights=src, style="pytorch")
+    with pytest.raises(inf.InflationError, match=r"conv3_block1_1_conv -> conv3_block1_1_conv: spatial stride 2D \(2, 2\) vs 3D \(1, 1\)[\s\S]*stride_layout='1x1'"):
+        models.build_backbone("i3d_r50", input_shape=(4, 32, 32, 3), weights=src, stride_layout="3x3")
 
     # normalisation that disagrees with the source
     torch_norm = models.build_backbone("densenet3d_121", input_shape=(16, 32, 32, 3), weights=None)

@@ -124,8 +124,8 @@ SOURCES: dict[str, SourceSpec] = {
     "DenseNet201": SourceSpec("DenseNet201", "keras.applications.DenseNet201", "densenet201", targets=("densenet3d_201",), **_KERAS_DENSENET),
 }
 
-_SLOW_CAFFE = {"style": "caffe", "conv_bias": True, "bn_epsilon": 1.001e-5}
-_HARA_CAFFE = {"stride_in_1x1": True, "conv_bias": True, "shortcut_type": "B", "bn_epsilon": 1.001e-5}
+_SLOW_CAFFE = {"stride_layout": "1x1", "conv_bias": True, "bn_epsilon": 1.001e-5}
+_HARA_CAFFE = {"stride_layout": "1x1", "conv_bias": True, "shortcut_type": "B", "bn_epsilon": 1.001e-5}
 _SLOWFAST_NOTE = (
     "slow pathway only: the fast pathway (fast_*) and the lateral connections (fuse*) have no 2D "
     "counterpart and stay at their initialisers; the slow convs' lateral input channels are zeroed"
@@ -897,8 +897,8 @@ def inflate(
         if stride_problem:
             parts.append(
                 "  The 3D model strides other convs than the source: Keras' ResNet v1 puts a block's stride on "
-                "its first 1x1 conv. Build the 3D model in the source's layout (style='caffe' for i3d/slowonly/"
-                "slowfast, stride_in_1x1=True for resnet3d; build_model(..., weights=...) does this by itself)."
+                "its first 1x1 conv. Build the 3D model in the source's layout (stride_layout='1x1'; "
+                "build_model(..., weights=...) does this by itself)."
             )
         raise InflationError("\n".join(parts), unused, unmatched, mismatched)
 
