@@ -409,7 +409,7 @@ def test_keras_weights_h5_and_legacy_h5_sources_inflate_identically(source_file,
     with h5py.File(legacy_weights, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, src)
 
-    model = inf.with_input_normalization(models.build_backbone("resnet3d_50", input_shape=(2, 32, 32, 3), stride_in_1x1=True), "caffe")
+    model = inf.with_input_normalization(models.build_backbone("resnet3d_50", input_shape=(2, 32, 32, 3), stride_layout="1x1"), "caffe")
     reference = None
     for source in (src, path, keras_path, legacy_model, legacy_weights):
         report = models.inflate(model, source, inflation="mean", source="ResNet50")
@@ -478,7 +478,7 @@ def test_copy_head_and_save_load_keep_normalization(source_file, tmp_path):
 def test_wrong_depth_source_fails_listing_the_weights(source_file):
     """ResNet101 weights into resnet3d_50: the 17 extra conv4 blocks are listed."""
     src = load_2d("ResNet101", source_file("ResNet101"))
-    model = inf.with_input_normalization(models.build_backbone("resnet3d_50", input_shape=(2, 32, 32, 3), stride_in_1x1=True, conv_bias=True), "caffe")
+    model = inf.with_input_normalization(models.build_backbone("resnet3d_50", input_shape=(2, 32, 32, 3), stride_layout="1x1", conv_bias=True), "caffe")
     before = [np.asarray(w).copy() for w in model.weights]
     with pytest.raises(inf.InflationError) as error:
         models.inflate(model, src)

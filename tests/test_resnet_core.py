@@ -125,3 +125,11 @@ def test_old_stride_keywords_are_gone():
         resnet3d_backbone(SMALL, depth=50, stride_in_1x1=True)
     with pytest.raises(TypeError, match="style"):
         models.build_backbone("slowonly_r50", input_shape=SMALL, style="caffe")
+
+
+def test_core_rejects_unknown_blocks_and_biased_2plus1d():
+    x = keras.Input((4, 8, 8, 16))
+    with pytest.raises(ValueError, match="conv2: block must be 'basic' or 'bottleneck'; got 'dense'"):
+        resnet_core.resnet_stage(x, resnet_core.Stage(blocks=1, filters=16), name="conv2", block="dense")
+    with pytest.raises(ValueError, match="b: a factorized .* no conv biases"):
+        resnet_core.basic_block(x, 16, name="b", factorized=True, conv_bias=True)

@@ -208,6 +208,8 @@ def basic_block(
     """Two (t_size, 3, 3) convs to `filters`, the first strided (`{name}_1`, `{name}_2`),
     the shortcut, the sum and ReLU. `factorized` makes each conv a (2+1)D pair
     (R(2+1)D; STS then goes on the temporal convs)."""
+    if factorized and conv_bias:
+        raise ValueError(f"{name}: a factorized (2+1)D block has no conv biases (R(2+1)D); use conv_bias=False.")
     residual = shortcut(x, filters, strides, shortcut_type, name, conv_bias, bn_epsilon)
     sts_options = dict(sts=sts, sts_case=sts_case, sts_variant=sts_variant, bn_epsilon=bn_epsilon)
     if factorized:
@@ -276,6 +278,8 @@ def bottleneck_block(
 def resnet_stage(x, stage: Stage, *, name: str, block: str, **block_options):
     """The blocks `{name}_block1` .. `{name}_block{n}` of one `Stage`; `block_options`
     (layout, shortcut, STS, bias, epsilon) go to every block."""
+    if block not in BLOCK_KINDS:
+        raise ValueError(f"{name}: block must be 'basic' or 'bottleneck'; got {block!r}.")
     for i in range(stage.blocks):
         strides = stage.strides if i == 0 else NO_STRIDE
         block_name = f"{name}_block{i + 1}"
@@ -291,8 +295,6 @@ def resnet_stage(x, stage: Stage, *, name: str, block: str, **block_options):
 
 def resnet_stages(x, stages: Sequence[Stage], *, block: str, prefix: str = "", first: int = 2, **block_options):
     """The stages `{prefix}conv{first}`, `{prefix}conv{first + 1}`, ... of a spec table."""
-    if block not in BLOCK_KINDS:
-        raise ValueError(f"block must be 'basic' or 'bottleneck'; got {block!r}.")
     for number, stage in enumerate(stages, start=first):
         x = resnet_stage(x, stage, name=f"{prefix}conv{number}", block=block, **block_options)
     return x
