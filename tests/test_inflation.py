@@ -415,7 +415,7 @@ def test_keras_weights_h5_and_legacy_h5_sources_inflate_identically(source_file,
     with h5py.File(legacy_weights, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, src)
 
-    model = inf.with_input_normalization(models.build_backbone("resnet3d_50", input_shape=(2, 32, 32, 3), stride_in_1x1=True), "caffe")
+    model = inf.with_input_normalization(models.build_backbone("resnet3d_50", input_shape=(2, 32, 32, 3), stride_layout="1x1"), "caffe")
     reference = None
     for source in (src, path, keras_path, legacy_model, legacy_weights):
         report = models.inflate(model, source, inflation="mean", source="ResNet50")
@@ -484,7 +484,7 @@ def test_copy_head_and_save_load_keep_normalization(source_file, tmp_path):
 def test_wrong_depth_source_fails_listing_the_weights(source_file):
     """ResNet101 weights into resnet3d_50: the 17 extra conv4 blocks are listed."""
     src = load_2d("ResNet101", source_file("ResNet101"))
-    model = inf.with_input_normalization(models.build_backbone("resnet3d_50", input_shape=(2, 32, 32, 3), stride_in_1x1=True, conv_bias=True), "caffe")
+    model = inf.with_input_normalization(models.build_backbone("resnet3d_50", input_shape=(2, 32, 32, 3), stride_layout="1x1", conv_bias=True), "caffe")
     before = [np.asarray(w).copy() for w in model.weights]
     with pytest.raises(inf.InflationError) as error:
         models.inflate(model, src)
@@ -504,10 +504,10 @@ def test_wrong_depth_source_fails_listing_the_weights(source_file):
 def test_channel_and_layout_mismatches_fail_clearly(source_file):
     src = load_2d("ResNet50", source_file("ResNet50"))
     # A raw family builder's model has no normalisation layer; build_backbone's has "torch".
-    raw = resnet3d_backbone((2, 32, 32, 3), name="resnet3d_50", depth=50, stride_in_1x1=True, widen_factor=0.5)
+    raw = resnet3d_backbone((2, 32, 32, 3), name="resnet3d_50", depth=50, stride_layout="1x1", widen_factor=0.5)
     with pytest.raises(inf.InflationError, match="has no 'input_normalization' layer"):
         models.inflate(raw, src)
-    narrow = models.build_backbone("resnet3d_50", input_shape=(2, 32, 32, 3), stride_in_1x1=True, widen_factor=0.5)
+    narrow = models.build_backbone("resnet3d_50", input_shape=(2, 32, 32, 3), stride_layout="1x1", widen_factor=0.5)
     with pytest.raises(inf.InflationError, match="normalises its input with mode 'torch'.*expect 'caffe'"):
         models.inflate(narrow, src)
     narrow = inf.with_input_normalization(narrow, "caffe")
@@ -515,8 +515,8 @@ def test_channel_and_layout_mismatches_fail_clearly(source_file):
         models.inflate(narrow, src)
 
     # pytorch style (stride on the 3x3 conv) cannot reproduce Keras' ResNet v1
-    with pytest.raises(inf.InflationError, match=r"conv3_block1_1_conv -> conv3_block1_1_conv: spatial stride 2D \(2, 2\) vs 3D \(1, 1\)[\s\S]*style='caffe'"):
-        models.build_backbone("i3d_r50", input_shape=(4, 32, 32, 3), weights=src, style="pytorch")
+    with pytest.raises(inf.InflationError, match=r"conv3_block1_1_conv -> conv3_block1_1_conv: spatial stride 2D \(2, 2\) vs 3D \(1, 1\)[\s\S]*stride_layout='1x1'"):
+        models.build_backbone("i3d_r50", input_shape=(4, 32, 32, 3), weights=src, stride_layout="3x3")
 
     # normalisation that disagrees with the source
     torch_norm = models.build_backbone("densenet3d_121", input_shape=(16, 32, 32, 3), weights=None)

@@ -328,7 +328,7 @@ def test_framewise_resnet50_equals_keras_resnet50_by_name():
     model_2d = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
     perturb_batch_norms(model_2d)
     model_3d = resnet3d_backbone(
-        (2, 32, 32, 3), depth=50, stage_t_strides=(1, 1, 1), stride_in_1x1=True, conv_bias=True, **FRAMEWISE
+        (2, 32, 32, 3), depth=50, stage_t_strides=(1, 1, 1), stride_layout="1x1", conv_bias=True, **FRAMEWISE
     )
     assert all(l.epsilon == 1.001e-5 for l in model_3d.layers if isinstance(l, keras.layers.BatchNormalization))
     _copy_2d_weights_by_name(model_2d, model_3d)

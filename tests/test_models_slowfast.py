@@ -129,12 +129,12 @@ def test_static_clip_gives_the_per_frame_2d_net_when_temporal_taps_are_centred()
 
 def test_caffe_style_moves_the_stride_without_changing_weights():
     pytorch = models.build_model("slowonly_r50", 10, input_shape=SMALL)
-    caffe = models.build_model("slowonly_r50", 10, input_shape=SMALL, style="caffe")
+    caffe = models.build_model("slowonly_r50", 10, input_shape=SMALL, stride_layout="1x1")
     assert [w.shape for w in pytorch.weights] == [w.shape for w in caffe.weights]
     assert caffe.get_layer("conv3_block1_2_conv").strides == (1, 1, 1)
     assert pytorch.get_layer("conv3_block1_2_conv").strides == (1, 2, 2)
-    with pytest.raises(ValueError, match="style must be"):
-        models.build_model("slowonly_r50", 10, input_shape=SMALL, style="tf")
+    with pytest.raises(ValueError, match="stride_layout must be"):
+        models.build_model("slowonly_r50", 10, input_shape=SMALL, stride_layout="tf")
 
 
 @pytest.mark.parametrize("name,shape", [("slowonly_r50", SMALL), ("slowfast_r50_8x8", (8, 32, 32, 3))])

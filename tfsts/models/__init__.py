@@ -202,7 +202,7 @@ def build_backbone(
             with its ImageNet weights, downloaded by Keras, inflated to 3D); a path to a
             2D `.keras`, `.weights.h5` (saved from the matching keras.applications
             builder) or legacy `.h5` file; or a 2D keras.Model. With weights, the 3D
-            layout options that reproduce the 2D source (e.g. style="caffe",
+            layout options that reproduce the 2D source (e.g. stride_layout="1x1",
             conv_bias, bn_epsilon) come from the model's card (explicit overrides win,
             and `inflate` checks them), the normalisation takes the source's mode, and
             `model.inflation_report` says which 2D weight went where. Models without a

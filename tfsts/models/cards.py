@@ -66,8 +66,8 @@ SOURCES: dict[str, SourceSpec] = {
 
 # Builder options that reproduce Keras' ResNet v1 / DenseNet layout (small named
 # constants: the stride-layout keyword is renamed in one place when the ResNet core changes).
-_SLOW_CAFFE = {"style": "caffe", "conv_bias": True, "bn_epsilon": 1.001e-5}
-_HARA_CAFFE = {"stride_in_1x1": True, "conv_bias": True, "shortcut_type": "B", "bn_epsilon": 1.001e-5}
+_SLOW_CAFFE = {"stride_layout": "1x1", "conv_bias": True, "bn_epsilon": 1.001e-5}
+_HARA_CAFFE = {"stride_layout": "1x1", "conv_bias": True, "shortcut_type": "B", "bn_epsilon": 1.001e-5}
 _DENSENET_LAYOUT = {"bn_epsilon": 1.001e-5}
 
 _SLOWFAST_NOTE = (

@@ -28,6 +28,9 @@ Conv + linear GMACs at 32x224x224 with the baseline strides: ir-CSN-50 42.309,
 ir-CSN-152 74.046, ip-CSN-152 83.295 (VMZ's and mmaction2's published 96.7-109.9 G
 also count elementwise work; see model_numbers.md). With STS and its temporal
 strides (1, 1, 1, 1), time is never downsampled: ir-CSN-50 at 32x224x224 is 80.344.
+
+Stem, bottleneck (depthwise: groups = width; ip: `pointwise`) and stage loop are the
+ResNet core's (resnet_core.py); this file is the spec table (`csn_stages`).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Sequence
 
 import keras
 
-from tfsts.models.blocks import MaxPool3D, add_and_relu, conv_bn
+from tfsts.models.resnet_core import Stage, bottleneck_block, resnet_stages, stem
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 MODES = ("ir", "ip")
@@ -56,22 +59,31 @@ def csn_bottleneck(
     sts_variant: str = "reference",
     bn_epsilon: float = BN_EPSILON,
 ):
-    """1x1x1 -> [ip: 1x1x1 + BN] -> depthwise 3x3x3 (strided, STS case A) -> 1x1x1
-    (4x channels), projection shortcut where the shape changes, ReLU after the sum."""
-    out = inner * 4
-    strides = tuple(strides)
-    shortcut = x
-    if x.shape[-1] != out or any(s != 1 for s in strides):
-        shortcut = conv_bn(x, out, 1, f"{name}_0", strides=strides, activation=None, bn_epsilon=bn_epsilon)
-    y = conv_bn(x, inner, 1, f"{name}_1", bn_epsilon=bn_epsilon)
-    if mode == "ip":
-        y = conv_bn(y, inner, 1, f"{name}_2_pointwise", activation=None, bn_epsilon=bn_epsilon)
-    y = conv_bn(
-        y, inner, 3, f"{name}_2", strides=strides, groups=inner,
-        sts=sts, sts_case="A", sts_variant=sts_variant, bn_epsilon=bn_epsilon,
-    )
-    y = conv_bn(y, out, 1, f"{name}_3", activation=None, bn_epsilon=bn_epsilon)
-    return add_and_relu(shortcut, y, name)
+    """One CSN block, the core bottleneck with CSN's options: 1x1x1 -> [ip: 1x1x1 + BN]
+    -> depthwise 3x3x3 (strided, STS case A) -> 1x1x1 (4x channels), projection
+    shortcut where the shape changes, ReLU after the sum."""
+    options = _block_options(mode, sts, sts_variant, bn_epsilon)
+    return bottleneck_block(x, inner, inner * 4, name=name, strides=strides, groups=inner, **options)
+
+
+def _block_options(mode: str, sts: bool, sts_variant: str, bn_epsilon: float = BN_EPSILON) -> dict:
+    return dict(pointwise=mode == "ip", sts=sts, sts_case="A", sts_variant=sts_variant, bn_epsilon=bn_epsilon)
+
+
+def csn_stages(blocks: Sequence[int], temporal_strides: Sequence[int], spatial_strides: Sequence[int]) -> list[Stage]:
+    """The spec table: stage s (2..5) has `64 * 2 ** (s - 2)` inner channels (its 3x3x3
+    conv depthwise), 4x that out, and its first block strided (t, s, s)."""
+    if len(temporal_strides) != 4 or len(spatial_strides) != 4 or len(blocks) != 4:
+        raise ValueError(
+            f"temporal_strides, spatial_strides and stage_blocks need one entry per stage (4); "
+            f"got {tuple(temporal_strides)}, {tuple(spatial_strides)} and {tuple(blocks)}."
+        )
+    stages = []
+    for index, (n, st, ss) in enumerate(zip(blocks, temporal_strides, spatial_strides)):
+        inner = 64 * 2**index
+        strides = (int(st), int(ss), int(ss))
+        stages.append(Stage(blocks=int(n), filters=inner * 4, width=inner, strides=strides, groups=inner))
+    return stages
 
 
 def csn_backbone(
@@ -101,26 +113,9 @@ def csn_backbone(
         raise ValueError(f"CSN mode must be one of {MODES}; got {mode!r}.")
     if temporal_strides is None:
         temporal_strides = STS_TEMPORAL_STRIDES if sts else BASELINE_TEMPORAL_STRIDES
-    blocks_per_stage = tuple(stage_blocks) if stage_blocks is not None else STAGE_BLOCKS[depth]
-    if len(temporal_strides) != 4 or len(spatial_strides) != 4 or len(blocks_per_stage) != 4:
-        raise ValueError(
-            f"temporal_strides, spatial_strides and stage_blocks need one entry per stage (4); "
-            f"got {tuple(temporal_strides)}, {tuple(spatial_strides)} and {blocks_per_stage}."
-        )
+    blocks = tuple(stage_blocks) if stage_blocks is not None else STAGE_BLOCKS[depth]
+    stages = csn_stages(blocks, temporal_strides, spatial_strides)
     inputs = keras.Input(tuple(input_shape), name="clip")
-    x = conv_bn(inputs, 64, (3, 7, 7), "conv1", strides=(1, 2, 2), bn_epsilon=BN_EPSILON)
-    x = MaxPool3D((1, 3, 3), (1, 2, 2), name="pool1_pool")(x)
-    for stage, blocks in enumerate(blocks_per_stage, start=2):
-        inner = 64 * 2 ** (stage - 2)
-        st, ss = int(temporal_strides[stage - 2]), int(spatial_strides[stage - 2])
-        for block in range(blocks):
-            x = csn_bottleneck(
-                x,
-                inner,
-                f"conv{stage}_block{block + 1}",
-                mode=mode,
-                strides=(st, ss, ss) if block == 0 else (1, 1, 1),
-                sts=sts,
-                sts_variant=sts_variant,
-            )
+    x = stem(inputs, conv1_t_size=3, pool1_t_size=1, pool1_t_stride=1, bn_epsilon=BN_EPSILON)
+    x = resnet_stages(x, stages, block="bottleneck", **_block_options(mode, sts, sts_variant))
     return keras.Model(inputs, x, name=name)

@@ -25,7 +25,7 @@ import keras
 
 from tfsts.layers import STSConv3D
 from tfsts.models.blocks import BN_EPSILON, batch_norm, conv_bn
-from tfsts.models.resnet3d import stem
+from tfsts.models.resnet_core import stem
 
 DENSENET3D_BLOCKS: dict[int, tuple[int, int, int, int]] = {
     121: (6, 12, 24, 16),

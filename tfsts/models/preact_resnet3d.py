@@ -25,7 +25,8 @@ import keras
 
 from tfsts.layers import STSConv3D
 from tfsts.models.blocks import batch_norm, conv_bn
-from tfsts.models.resnet3d import RESNET3D_DEPTHS, SHORTCUT_TYPES, shortcut, stem
+from tfsts.models.resnet3d import RESNET3D_DEPTHS
+from tfsts.models.resnet_core import SHORTCUT_TYPES, shortcut, stem
 
 
 def preact_block(

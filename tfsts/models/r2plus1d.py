@@ -26,6 +26,9 @@ Caffe2 "R2.5D-18", published as 33.3M / 20.7 G at 8x112x112 / 41.5 G at 16x112x1
 33,370,839 (+0.21%), 20.748 / 41.496 conv + linear GMACs. (Hara et al.'s
 `resnet2p1d` 18 is 33,421,164; torchvision's `r2plus1d_18` 31,505,325.) R(2+1)D-34
 at 8x112x112: 38.089 GMACs, as VMZ's PyTorch model counts.
+
+Blocks ((2+1)D: the core's basic block with `factorized`) and stage loop are the
+ResNet core's (resnet_core.py); this file is the spec table and the stem.
 """
 
 from __future__ import annotations
@@ -34,60 +37,35 @@ from typing import Sequence
 
 import keras
 
-from tfsts.models.blocks import add_and_relu, conv_bn
+from tfsts.models.blocks import conv_bn
+from tfsts.models import resnet_core
+from tfsts.models.resnet_core import Stage, mid_channels, resnet_stages
 
 STAGE_BLOCKS = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 BN_EPSILON = 1e-3  # Caffe2's, as VMZ sets on every BN
 STEM_MID_CHANNELS = 45
 
 
-def mid_channels(in_channels: int, out_channels: int, kernel: int = 3) -> int:
-    """R(2+1)D's mid width, chosen so the (2+1)D pair has about the parameters of the
-    full kxkxk conv: floor(k k k C O / (k k C + k O))."""
-    return (kernel**3 * in_channels * out_channels) // (kernel * kernel * in_channels + kernel * out_channels)
+def conv2plus1d(x, filters: int, name: str, **options):
+    """`resnet_core.conv2plus1d` (one (2+1)D conv + BN (+ ReLU), STS case C on its
+    temporal conv when `sts`) with R(2+1)D's BN epsilon, 1e-3, unless given."""
+    return resnet_core.conv2plus1d(x, filters, name, **{"bn_epsilon": BN_EPSILON, **options})
 
 
-def conv2plus1d(
-    x,
-    filters: int,
-    name: str,
-    *,
-    strides: Sequence[int] = (1, 1, 1),
-    activation: str | None = "relu",
-    sts: bool = False,
-    sts_variant: str = "reference",
-    bn_epsilon: float = BN_EPSILON,
-):
-    """One (2+1)D conv + BN (+ activation): `{name}_spatial_conv/bn/relu` (1x3x3,
-    spatial stride), then `{name}_temporal_conv/bn[/relu]` (3x1x1, temporal stride,
-    STS case C when `sts`)."""
-    st, sh, sw = strides
-    mid = mid_channels(int(x.shape[-1]), filters)
-    x = conv_bn(x, mid, (1, 3, 3), f"{name}_spatial", strides=(1, sh, sw), bn_epsilon=bn_epsilon)
-    return conv_bn(
-        x, filters, (3, 1, 1), f"{name}_temporal", strides=(st, 1, 1), activation=activation,
-        sts=sts, sts_case="C", sts_variant=sts_variant, bn_epsilon=bn_epsilon,
-    )
-
-
-def basic_block(
-    x,
-    filters: int,
-    name: str,
-    *,
-    strides: Sequence[int] = (1, 1, 1),
-    sts: bool = False,
-    sts_variant: str = "reference",
-):
-    """Two (2+1)D convs (the first strided), projection shortcut where the shape
-    changes, ReLU after the sum."""
-    strides = tuple(strides)
-    shortcut = x
-    if x.shape[-1] != filters or any(s != 1 for s in strides):
-        shortcut = conv_bn(x, filters, 1, f"{name}_0", strides=strides, activation=None, bn_epsilon=BN_EPSILON)
-    y = conv2plus1d(x, filters, f"{name}_1", strides=strides, sts=sts, sts_variant=sts_variant)
-    y = conv2plus1d(y, filters, f"{name}_2", activation=None, sts=sts, sts_variant=sts_variant)
-    return add_and_relu(shortcut, y, name)
+def r2plus1d_stages(
+    blocks: Sequence[int], temporal_strides: Sequence[int], spatial_strides: Sequence[int]
+) -> list[Stage]:
+    """The spec table: stage s (2..5) of `64 * 2 ** (s - 2)` channels, its first block
+    strided (t, s, s)."""
+    if len(temporal_strides) != 4 or len(spatial_strides) != 4 or len(blocks) != 4:
+        raise ValueError(
+            f"temporal_strides, spatial_strides and stage_blocks need one entry per stage (4); "
+            f"got {tuple(temporal_strides)}, {tuple(spatial_strides)} and {tuple(blocks)}."
+        )
+    return [
+        Stage(blocks=int(n), filters=64 * 2**index, strides=(int(st), int(ss), int(ss)))
+        for index, (n, st, ss) in enumerate(zip(blocks, temporal_strides, spatial_strides))
+    ]
 
 
 def r2plus1d_backbone(
@@ -112,25 +90,15 @@ def r2plus1d_backbone(
     """
     if depth not in STAGE_BLOCKS:
         raise ValueError(f"R(2+1)D depth must be one of {sorted(STAGE_BLOCKS)}; got {depth}.")
-    blocks_per_stage = tuple(stage_blocks) if stage_blocks is not None else STAGE_BLOCKS[depth]
-    if len(temporal_strides) != 4 or len(spatial_strides) != 4 or len(blocks_per_stage) != 4:
-        raise ValueError(
-            f"temporal_strides, spatial_strides and stage_blocks need one entry per stage (4); "
-            f"got {tuple(temporal_strides)}, {tuple(spatial_strides)} and {blocks_per_stage}."
-        )
+    blocks = tuple(stage_blocks) if stage_blocks is not None else STAGE_BLOCKS[depth]
+    stages = r2plus1d_stages(blocks, temporal_strides, spatial_strides)
     inputs = keras.Input(tuple(input_shape), name="clip")
     x = conv_bn(inputs, STEM_MID_CHANNELS, (1, 7, 7), "conv1_spatial", strides=(1, 2, 2), bn_epsilon=BN_EPSILON)
     x = conv_bn(x, 64, (3, 1, 1), "conv1_temporal", bn_epsilon=BN_EPSILON)
-    for stage, blocks in enumerate(blocks_per_stage, start=2):
-        filters = 64 * 2 ** (stage - 2)
-        st, ss = int(temporal_strides[stage - 2]), int(spatial_strides[stage - 2])
-        for block in range(blocks):
-            x = basic_block(
-                x,
-                filters,
-                f"conv{stage}_block{block + 1}",
-                strides=(st, ss, ss) if block == 0 else (1, 1, 1),
-                sts=sts,
-                sts_variant=sts_variant,
-            )
+    x = resnet_stages(
+        x, stages, block="basic", factorized=True, sts=sts, sts_case="C", sts_variant=sts_variant, bn_epsilon=BN_EPSILON
+    )
     return keras.Model(inputs, x, name=name)
+
+
+__all__ = ["STAGE_BLOCKS", "conv2plus1d", "mid_channels", "r2plus1d_backbone", "r2plus1d_stages"]

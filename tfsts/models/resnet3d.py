@@ -14,14 +14,15 @@ a 2D ResNet with every kernel made 3D. Defaults reproduce the reference code:
 
 Layer names follow keras.applications' ResNet ("conv3_block2_1_conv", "conv3_block2_0_bn",
 "conv3_block2_add", "conv3_block2_out"), so a later issue can inflate Keras' 2D ImageNet
-ResNets by name. The seams for that are `stride_in_1x1` (Keras' ResNet v1 strides the
-first 1x1 conv), `conv_bias` (Keras' convs carry a bias), and the temporal kernel and
+ResNets by name. The seams for that are `stride_layout="1x1"` (Keras' ResNet v1 strides
+the first 1x1 conv), `conv_bias` (Keras' convs carry a bias), and the temporal kernel and
 stride options `conv1_t_size`, `pool1_t_size`, `pool1_t_stride`, `block_t_size` and
-`stage_t_strides` (all 1 gives a frame-wise 2D ResNet: with `stride_in_1x1`,
+`stage_t_strides` (all 1 gives a frame-wise 2D ResNet: with `stride_layout="1x1"`,
 `conv_bias` and `bn_epsilon=1.001e-5`, exactly Keras' ResNet50 applied to every frame).
 
 `build_resnet3d` is the general builder shared with the wide ResNet and ResNeXt
-families (wide_resnet3d.py, resnext3d.py).
+families (wide_resnet3d.py, resnext3d.py); stem, blocks and stage loop are the ResNet
+core's (resnet_core.py).
 """
 
 from __future__ import annotations
@@ -29,9 +30,19 @@ from __future__ import annotations
 from typing import Sequence
 
 import keras
-from keras import ops
 
-from tfsts.models.blocks import BN_EPSILON, MaxPool3D, add_and_relu, conv_bn
+from tfsts.models.blocks import BN_EPSILON
+from tfsts.models.resnet_core import (
+    SHORTCUT_TYPES,
+    Stage,
+    ZeroPadShortcut,
+    basic_block,
+    bottleneck_block,
+    check_stride_layout,
+    resnet_stages,
+    shortcut,
+    stem,
+)
 
 # depth -> (block type, blocks per stage 2..5), as Hara's `generate_model`.
 RESNET3D_DEPTHS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
@@ -43,50 +54,6 @@ RESNET3D_DEPTHS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     152: ("bottleneck", (3, 8, 36, 3)),
     200: ("bottleneck", (3, 24, 36, 3)),
 }
-SHORTCUT_TYPES = ("A", "B")
-
-
-@keras.saving.register_keras_serializable(package="tfsts")
-class ZeroPadShortcut(keras.layers.Layer):
-    """Hara's shortcut "A": `avg_pool3d(kernel_size=1, stride=s)` (i.e. keep every s-th
-    position along T, H, W) followed by zero channels up to `filters`. No weights.
-
-    The reference concatenates `out.data`, which in PyTorch also stops the gradient
-    through this shortcut; here the gradient flows (a training-dynamics quirk of the
-    reference, not part of its forward numerics).
-    """
-
-    def __init__(self, filters: int, strides: Sequence[int] = (1, 1, 1), **kwargs):
-        super().__init__(**kwargs)
-        self.filters = int(filters)
-        self.strides = tuple(int(s) for s in strides)
-        if len(self.strides) != 3 or min(self.strides) < 1:
-            raise ValueError(f"{self.name}: strides must be 3 positive ints (t, h, w); got {strides}.")
-
-    def build(self, input_shape):
-        channels = input_shape[-1]
-        if channels is None or channels > self.filters:
-            raise ValueError(
-                f"{self.name}: shortcut A zero-pads channels, so the input's {channels} "
-                f"channels must be known and at most filters={self.filters}."
-            )
-
-    def call(self, x):
-        st, sh, sw = self.strides
-        if (st, sh, sw) != (1, 1, 1):
-            x = x[:, ::st, ::sh, ::sw, :]
-        extra = self.filters - x.shape[-1]
-        if extra:
-            x = ops.pad(x, [(0, 0), (0, 0), (0, 0), (0, 0), (0, extra)])
-        return x
-
-    def compute_output_shape(self, input_shape):
-        b, *spatial, _ = input_shape
-        out = [None if n is None else -(-n // s) for n, s in zip(spatial, self.strides)]
-        return (b, *out, self.filters)
-
-    def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "strides": self.strides}
 
 
 def _per_stage(value: int | Sequence[int], what: str) -> tuple[int, int, int, int]:
@@ -96,98 +63,34 @@ def _per_stage(value: int | Sequence[int], what: str) -> tuple[int, int, int, in
     return values
 
 
-def stem(
-    x,
-    *,
-    filters: int = 64,
-    conv1_t_size: int = 7,
-    conv1_t_stride: int = 1,
-    no_max_pool: bool = False,
-    pool1_t_size: int = 3,
-    pool1_t_stride: int = 2,
-    conv_bias: bool = False,
-    bn_epsilon: float = BN_EPSILON,
-    pool_name: str = "pool1_pool",
-):
-    """Hara's stem: conv (conv1_t_size, 7, 7) / (conv1_t_stride, 2, 2), BN, ReLU, and a
-    (pool1_t_size, 3, 3) max pool with stride (pool1_t_stride, 2, 2) (-inf padding, as
-    PyTorch)."""
-    for what, size in (("conv1_t_size", conv1_t_size), ("pool1_t_size", pool1_t_size)):
-        if size < 1 or size % 2 == 0:
-            raise ValueError(f"{what} must be odd (symmetric padding); got {size}.")
-    x = conv_bn(
-        x, filters, (conv1_t_size, 7, 7), "conv1", strides=(conv1_t_stride, 2, 2), use_bias=conv_bias,
-        bn_epsilon=bn_epsilon,
-    )
-    if not no_max_pool:
-        x = MaxPool3D((pool1_t_size, 3, 3), (pool1_t_stride, 2, 2), name=pool_name)(x)
-    return x
-
-
-def shortcut(
-    x,
-    filters: int,
-    strides: Sequence[int],
-    shortcut_type: str,
-    name: str,
-    conv_bias: bool = False,
-    bn_epsilon: float = BN_EPSILON,
-):
-    """The residual branch's partner: identity, or (where the shape changes) type A
-    (zero-padded subsampled identity, `{name}_0_zero_pad`) or type B (1x1x1 conv + BN,
-    `{name}_0_conv` / `{name}_0_bn`)."""
-    if tuple(strides) == (1, 1, 1) and x.shape[-1] == filters:
-        return x
-    if shortcut_type == "A":
-        return ZeroPadShortcut(filters, strides, name=f"{name}_0_zero_pad")(x)
-    return conv_bn(
-        x, filters, 1, f"{name}_0", strides=strides, activation=None, use_bias=conv_bias, bn_epsilon=bn_epsilon
-    )
-
-
-def basic_block(
-    x,
-    filters: int,
-    *,
-    name: str,
-    strides: Sequence[int] = (1, 1, 1),
-    shortcut_type: str = "A",
-    t_size: int = 3,
-    conv_bias: bool = False,
-    bn_epsilon: float = BN_EPSILON,
-):
-    """Two (t_size, 3, 3) convs; the first carries the stride."""
-    common = dict(use_bias=conv_bias, bn_epsilon=bn_epsilon)
-    residual = shortcut(x, filters, strides, shortcut_type, name, conv_bias, bn_epsilon)
-    y = conv_bn(x, filters, (t_size, 3, 3), f"{name}_1", strides=strides, **common)
-    y = conv_bn(y, filters, (t_size, 3, 3), f"{name}_2", activation=None, **common)
-    return add_and_relu(residual, y, name)
-
-
-def bottleneck_block(
-    x,
-    width: int,
-    filters: int,
-    *,
-    name: str,
-    strides: Sequence[int] = (1, 1, 1),
+def hara_stages(
+    blocks: Sequence[int],
+    filters: Sequence[int],
+    widths: Sequence[int] | None = None,
     groups: int = 1,
-    shortcut_type: str = "B",
-    t_size: int = 3,
-    stride_in_1x1: bool = False,
-    conv_bias: bool = False,
-    bn_epsilon: float = BN_EPSILON,
-):
-    """1x1x1 to `width`, (t_size, 3, 3) with `groups`, 1x1x1 to `filters`. The stride
-    sits on the 3x3x3 conv (Hara, torchvision "v1.5") or, with `stride_in_1x1`, on the
-    first 1x1x1 conv (Keras / Caffe ResNet v1)."""
-    common = dict(use_bias=conv_bias, bn_epsilon=bn_epsilon)
-    residual = shortcut(x, filters, strides, shortcut_type, name, conv_bias, bn_epsilon)
-    s1, s2 = (strides, (1, 1, 1)) if stride_in_1x1 else ((1, 1, 1), strides)
-    y = conv_bn(x, width, 1, f"{name}_1", strides=s1, **common)
-    y = conv_bn(y, width, (t_size, 3, 3), f"{name}_2", strides=s2, groups=groups, **common)
-    y = conv_bn(y, filters, 1, f"{name}_3", activation=None, **common)
-    return add_and_relu(residual, y, name)
+    stage_t_strides: Sequence[int] = (2, 2, 2),
+    block_t_size: int | Sequence[int] = 3,
+) -> list[Stage]:
+    """Hara's spec table: stage 2 unstrided, the first blocks of stages 3-5 strided
+    (stage_t_strides, 2, 2); every block's 3x3x3 conv (block_t_size, 3, 3)."""
+    stage_t_strides = tuple(int(s) for s in stage_t_strides)
+    if len(stage_t_strides) != 3:
+        raise ValueError(f"stage_t_strides gives the temporal stride of stages 3-5 (3 ints); got {stage_t_strides}.")
+    t_sizes = _per_stage(block_t_size, "block_t_size")
+    if any(t < 1 or t % 2 == 0 for t in t_sizes):
+        raise ValueError(f"block_t_size must be odd (symmetric padding); got {block_t_size}.")
+    if len(blocks) != 4 or len(filters) != 4 or (widths is not None and len(widths) != 4):
+        raise ValueError("blocks, filters and widths give one value per stage 2-5 (4 each).")
+    if min(blocks) < 1:
+        raise ValueError(f"every stage needs at least one block; got blocks={tuple(blocks)}.")
+    t_strides = (1, *stage_t_strides)
+    return [
+        Stage(
+            blocks=int(blocks[i]), filters=int(filters[i]), width=0 if widths is None else int(widths[i]),
+            strides=(1, 1, 1) if i == 0 else (t_strides[i], 2, 2), t_sizes=t_sizes[i], groups=groups,
+        )
+        for i in range(4)
+    ]
 
 
 def build_resnet3d(
@@ -208,7 +111,7 @@ def build_resnet3d(
     pool1_t_stride: int = 2,
     stage_t_strides: Sequence[int] = (2, 2, 2),
     block_t_size: int | Sequence[int] = 3,
-    stride_in_1x1: bool = False,
+    stride_layout: str = "3x3",
     conv_bias: bool = False,
     bn_epsilon: float = BN_EPSILON,
 ) -> keras.Model:
@@ -216,55 +119,27 @@ def build_resnet3d(
 
     block: "basic" or "bottleneck"; blocks: blocks per stage 2..5; filters: each
     stage's output channels; widths: a bottleneck's inner channels per stage; groups:
-    the bottleneck 3x3x3 conv's groups (ResNeXt cardinality). Returns the functional
-    model from `clip` to the last block's output (`conv5_block{n}_out`).
+    the bottleneck 3x3x3 conv's groups (ResNeXt cardinality); stride_layout: "3x3"
+    (Hara) or "1x1" (Keras' ResNet v1; resnet_core.py). Returns the functional model
+    from `clip` to the last block's output (`conv5_block{n}_out`).
     """
     if block not in ("basic", "bottleneck"):
         raise ValueError(f"block must be 'basic' or 'bottleneck'; got {block!r}.")
     if shortcut_type not in SHORTCUT_TYPES:
         raise ValueError(f"shortcut_type must be one of {SHORTCUT_TYPES}; got {shortcut_type!r}.")
-    stage_t_strides = tuple(int(s) for s in stage_t_strides)
-    if len(stage_t_strides) != 3:
-        raise ValueError(f"stage_t_strides gives the temporal stride of stages 3-5 (3 ints); got {stage_t_strides}.")
-    t_sizes = _per_stage(block_t_size, "block_t_size")
-    if any(t < 1 or t % 2 == 0 for t in t_sizes):
-        raise ValueError(f"block_t_size must be odd (symmetric padding); got {block_t_size}.")
-    if len(blocks) != 4 or len(filters) != 4 or (widths is not None and len(widths) != 4):
-        raise ValueError("blocks, filters and widths give one value per stage 2-5 (4 each).")
-    if min(blocks) < 1:
-        raise ValueError(f"every stage needs at least one block; got blocks={tuple(blocks)}.")
+    check_stride_layout(stride_layout, name)
     if block == "bottleneck" and widths is None:
         raise ValueError("a bottleneck network needs `widths`.")
-
+    stages = hara_stages(blocks, filters, widths, groups, stage_t_strides, block_t_size)
+    layout = dict(conv_bias=conv_bias, bn_epsilon=bn_epsilon)
     inputs = keras.Input(tuple(input_shape), name="clip")
     x = stem(
-        inputs,
-        filters=stem_filters,
-        conv1_t_size=conv1_t_size,
-        conv1_t_stride=conv1_t_stride,
-        no_max_pool=no_max_pool,
-        pool1_t_size=pool1_t_size,
-        pool1_t_stride=pool1_t_stride,
-        conv_bias=conv_bias,
-        bn_epsilon=bn_epsilon,
+        inputs, filters=stem_filters, conv1_t_size=conv1_t_size, conv1_t_stride=conv1_t_stride,
+        no_max_pool=no_max_pool, pool1_t_size=pool1_t_size, pool1_t_stride=pool1_t_stride, **layout,
     )
-    for stage_index in range(4):
-        stage = stage_index + 2
-        stride = (1, 1, 1) if stage_index == 0 else (stage_t_strides[stage_index - 1], 2, 2)
-        for i in range(blocks[stage_index]):
-            prefix = f"conv{stage}_block{i + 1}"
-            strides = stride if i == 0 else (1, 1, 1)
-            if block == "basic":
-                x = basic_block(
-                    x, filters[stage_index], name=prefix, strides=strides, shortcut_type=shortcut_type,
-                    t_size=t_sizes[stage_index], conv_bias=conv_bias, bn_epsilon=bn_epsilon,
-                )
-            else:
-                x = bottleneck_block(
-                    x, widths[stage_index], filters[stage_index], name=prefix, strides=strides,
-                    groups=groups, shortcut_type=shortcut_type, t_size=t_sizes[stage_index],
-                    stride_in_1x1=stride_in_1x1, conv_bias=conv_bias, bn_epsilon=bn_epsilon,
-                )
+    if block == "bottleneck":
+        layout["stride_layout"] = stride_layout
+    x = resnet_stages(x, stages, block=block, shortcut_type=shortcut_type, **layout)
     return keras.Model(inputs, x, name=name)
 
 
@@ -282,7 +157,7 @@ def resnet3d_backbone(
     pool1_t_stride: int = 2,
     stage_t_strides: Sequence[int] = (2, 2, 2),
     block_t_size: int | Sequence[int] = 3,
-    stride_in_1x1: bool = False,
+    stride_layout: str = "3x3",
     conv_bias: bool = False,
     bn_epsilon: float = BN_EPSILON,
 ) -> keras.Model:
@@ -300,8 +175,8 @@ def resnet3d_backbone(
     block_t_size: temporal size of the 3x3x3 convs (odd; int or one per stage 2-5).
         With conv1_t_size=1, pool1_t_size=1, block_t_size=1 and all temporal strides 1
         the network is a 2D ResNet applied frame by frame (the I3D-inflation seam).
-    stride_in_1x1: put a bottleneck's stride on its first 1x1x1 conv (Keras' ResNet v1)
-        instead of the 3x3x3 conv (Hara).
+    stride_layout: where a bottleneck's stride sits: "3x3" on the 3x3x3 conv (Hara) or
+        "1x1" on its first 1x1x1 conv (Keras' ResNet v1).
     conv_bias: give every conv a bias (Keras' ResNet convs have one; Hara's have none).
     bn_epsilon: every BN's epsilon (PyTorch's 1e-5; Keras' applications use 1.001e-5).
 
@@ -333,7 +208,7 @@ def resnet3d_backbone(
         pool1_t_stride=pool1_t_stride,
         stage_t_strides=stage_t_strides,
         block_t_size=block_t_size,
-        stride_in_1x1=stride_in_1x1,
+        stride_layout=stride_layout,
         conv_bias=conv_bias,
         bn_epsilon=bn_epsilon,
     )
@@ -341,10 +216,12 @@ def resnet3d_backbone(
 
 __all__ = [
     "RESNET3D_DEPTHS",
+    "SHORTCUT_TYPES",
     "ZeroPadShortcut",
     "basic_block",
     "bottleneck_block",
     "build_resnet3d",
+    "hara_stages",
     "resnet3d_backbone",
     "shortcut",
     "stem",

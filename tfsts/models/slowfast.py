@@ -18,7 +18,8 @@ from typing import Sequence
 import keras
 
 from tfsts.models.blocks import BN_EPSILON, Subsample, conv_bn
-from tfsts.models.slow import SLOWONLY_CONV_A, resnet_stage, stem
+from tfsts.models.resnet_core import resnet_stage, stem
+from tfsts.models.slow import SLOWONLY_CONV_A, block_options, slow_stages
 
 FAST_CONV_A = (3, 3, 3, 3)
 
@@ -39,33 +40,34 @@ def slowfast_backbone(
     fusion_kernel: int = 7,
     sts: bool = True,
     sts_variant: str = "reference",
-    style: str = "pytorch",
+    stride_layout: str = "3x3",
     conv_bias: bool = False,
     bn_epsilon: float = BN_EPSILON,
 ) -> keras.Model:
     """Returns a model with two outputs: [slow features, fast features].
 
-    `style`, `conv_bias` and `bn_epsilon` apply to both pathways (see tfsts.models.slow).
+    `stride_layout`, `conv_bias` and `bn_epsilon` apply to both pathways (see
+    tfsts.models.slow).
     """
     if input_shape[0] is not None and input_shape[0] % alpha:
         raise ValueError(f"{name}: clip length {input_shape[0]} must be divisible by alpha={alpha}.")
+    options = block_options(
+        sts=sts, sts_variant=sts_variant, stride_layout=stride_layout, conv_bias=conv_bias, bn_epsilon=bn_epsilon,
+        name=name,
+    )
+    slow_specs = slow_stages(depth, SLOWONLY_CONV_A)
+    fast_specs = slow_stages(depth, FAST_CONV_A, width=64 // beta_inv)
+    stem_options = dict(pool1_t_size=1, pool1_t_stride=1, conv_bias=conv_bias, bn_epsilon=bn_epsilon)
     inputs = keras.Input(tuple(input_shape), name="clip")
     slow_in = Subsample((alpha, 1, 1), name="slow_subsample")(inputs)
-    layout = dict(conv_bias=conv_bias, bn_epsilon=bn_epsilon)
-    slow = stem(slow_in, filters=64, temporal_kernel=1, prefix="slow_", **layout)
-    fast = stem(inputs, filters=64 // beta_inv, temporal_kernel=5, prefix="fast_", **layout)
+    slow = stem(slow_in, filters=64, conv1_t_size=1, prefix="slow_", **stem_options)
+    fast = stem(inputs, filters=64 // beta_inv, conv1_t_size=5, prefix="fast_", **stem_options)
     slow = _fuse(slow, fast, alpha=alpha, kernel=fusion_kernel, name="fuse1")
 
     # The pathways advance stage by stage and fuse after conv2..conv4.
-    for stage in range(2, 6):
-        slow = resnet_stage(
-            slow, stage=stage, depth=depth, temporal_kernels=SLOWONLY_CONV_A[stage - 2],
-            prefix="slow_", sts=sts, sts_variant=sts_variant, style=style, **layout,
-        )
-        fast = resnet_stage(
-            fast, stage=stage, depth=depth, temporal_kernels=FAST_CONV_A[stage - 2],
-            width=64 // beta_inv, prefix="fast_", sts=sts, sts_variant=sts_variant, style=style, **layout,
-        )
+    for stage, (slow_spec, fast_spec) in enumerate(zip(slow_specs, fast_specs), start=2):
+        slow = resnet_stage(slow, slow_spec, name=f"slow_conv{stage}", block="bottleneck", **options)
+        fast = resnet_stage(fast, fast_spec, name=f"fast_conv{stage}", block="bottleneck", **options)
         if stage < 5:
             slow = _fuse(slow, fast, alpha=alpha, kernel=fusion_kernel, name=f"fuse{stage}")
     return keras.Model(inputs, [slow, fast], name=name)

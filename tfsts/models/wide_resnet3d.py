@@ -40,7 +40,7 @@ def wide_resnet3d_backbone(
 
     `blocks` (blocks per stage 2-5) overrides `depth`'s, e.g. for a tiny test network.
     `options` go to `resnet3d.build_resnet3d` (pool1_t_size, pool1_t_stride, stage_t_strides,
-    block_t_size, stride_in_1x1, conv_bias). Returns the functional model whose output
+    block_t_size, stride_layout, conv_bias). Returns the functional model whose output
     is the last block's (`conv5_block3_out`, 1024k channels).
     """
     if blocks is None:
