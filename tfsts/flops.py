@@ -287,8 +287,7 @@ def _rows(fv) -> list[TableRow]:
 def _print_table(rows: Sequence[TableRow], num_classes: int, out=sys.stdout) -> None:
     from tfsts import models
 
-    print(HEADER, file=out, flush=True)
-    for row in rows:
+    for index, row in enumerate(rows):
         try:
             model = models.build_model(row.name, num_classes, input_shape=(row.frames, row.size, row.size, 3), **row.overrides)
         except ValueError as err:
@@ -296,6 +295,8 @@ def _print_table(rows: Sequence[TableRow], num_classes: int, out=sys.stdout) -> 
             raise ValueError(f"cannot build {row.name} at {row.frames}x{row.size}x{row.size}: {reason}") from err
         result = summary(model)
         settings = ", ".join(s for s in (_sts_setting(row.name, row.overrides), row.note) if s)
+        if index == 0:  # after the first build: a model that cannot be built prints nothing
+            print(HEADER, file=out, flush=True)
         print(_format_row(row.name, row.frames, row.size, result["params"], result["gmacs"], settings), file=out, flush=True)
         keras.backend.clear_session()
 
