@@ -3,7 +3,7 @@
 Counts conv and dense layers only (BN, activations, pooling and attention's
 activation-by-activation products are free), the convention of the pytorchvideo /
 SlowFast / torchvision tables (whose "GFLOPs" are GMACs) and of the reference counts
-in docs/reference_numbers.md.
+in the README's model table.
 
 Nothing is run and no Keras class is touched: `count_macs` walks the model's layers
 (into nested functional models) and computes each count from the layer's config, its
