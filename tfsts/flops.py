@@ -1,125 +1,334 @@
-"""Parameter and multiply-accumulate counts from a model's layer graph.
+"""Parameter and multiply-accumulate counts of a built model, read from its layers.
 
-Counts conv and dense layers only (BN, activations and pooling are free), the
-convention of the computed numbers in ../shared/reference/model_numbers.md and of the
-pytorchvideo / SlowFast / torchvision tables (whose "GFLOPs" are GMACs).
+Counts conv and dense layers only (BN, activations, pooling and attention's
+activation-by-activation products are free), the convention of the pytorchvideo /
+SlowFast / torchvision tables (whose "GFLOPs" are GMACs) and of the reference counts
+in the README's model table.
+
+Nothing is run and no Keras class is touched: `count_macs` walks the model's layers
+(into nested functional models) and computes each count from the layer's config, its
+kernel shape and its symbolic output shape. Layers that compute with sublayers outside
+any functional graph (keras-cv's Video Swin stages) have a rule each, written from
+their config and input/output shapes; any other such layer is refused with an error
+rather than counted as zero.
 
     python -m tfsts.flops --model slowonly_r50 --frames 8 --size 256
+    python -m tfsts.flops --all        # the README's model table, row by row
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import math
+import sys
+from typing import Callable, Iterator, Mapping, Sequence
 
 import keras
-import tensorflow as tf
-from keras.src.models.functional import Functional  # no public alias in Keras 3
 
 from tfsts.layers import STSConv3D
 from tfsts.models.blocks import count_params
 
 _CONV_TYPES = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
-_COUNTED_TYPES = (STSConv3D, keras.layers.Dense, keras.layers.DepthwiseConv2D, *_CONV_TYPES)
+_DEPTHWISE_TYPES = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+_COUNTED_TYPES = (STSConv3D, keras.layers.Dense, *_DEPTHWISE_TYPES, *_CONV_TYPES)
 
 
-def layer_macs(layer: keras.layers.Layer, in_shape: tuple, out_shape: tuple) -> int:
-    """MACs of one call of a conv / dense layer on one sample (shapes without batch)."""
+# ------------------------------------------------------------------ one layer
+def layer_macs(layer: keras.layers.Layer, in_shape: Sequence[int], out_shape: Sequence[int]) -> int:
+    """MACs of one call of a conv / dense layer on one sample (shapes without batch).
+
+    Every output element of a conv costs one MAC per kernel entry feeding it
+    (kernel shape without its filters axis, i.e. k^d * C / groups); of a depthwise
+    conv, k^d; of a dense layer, its input width. STS convs count branch by branch
+    (`STSConv3D.count_macs`).
+    """
     if isinstance(layer, STSConv3D):
-        return layer.count_macs(in_shape)
+        return layer.count_macs(tuple(in_shape))
     if isinstance(layer, keras.layers.Dense):
-        return math.prod(in_shape[:-1]) * in_shape[-1] * layer.units
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return math.prod(out_shape) * int(in_shape[-1])
+    if isinstance(layer, _DEPTHWISE_TYPES):
         return math.prod(out_shape) * math.prod(layer.kernel_size)
     if isinstance(layer, _CONV_TYPES):
-        return math.prod(out_shape) * math.prod(layer.kernel_size) * in_shape[-1] // layer.groups
+        return math.prod(out_shape) * math.prod(layer.kernel_size) * int(in_shape[-1]) // layer.groups
     return 0
 
 
-@contextlib.contextmanager
-def _recording_calls(records: list):
-    """Temporarily wraps `call` of the counted layer types to record their shapes;
-    for layers used inside subclassed layers, which leave no functional graph."""
-    originals = {cls: cls.__dict__.get("call") for cls in _COUNTED_TYPES}
+def _static_shape(tensor, layer: keras.layers.Layer, what: str) -> tuple[int, ...]:
+    """The shape of a symbolic tensor without its batch axis; every axis must be known."""
+    shape = tuple(tensor.shape)[1:]
+    if any(d is None for d in shape):
+        raise ValueError(
+            f"count_macs: the {what} of layer {layer.name!r} has unknown sizes {shape}; "
+            "build the model with a static input_shape (T, H, W, C)."
+        )
+    return tuple(int(d) for d in shape)
 
-    def wrap(original):
-        def call(self, inputs, *args, **kwargs):
-            outputs = original(self, inputs, *args, **kwargs)
-            records.append((self, tuple(inputs.shape)[1:], tuple(outputs.shape)[1:]))
-            return outputs
 
-        return call
+def _single(tensors, layer: keras.layers.Layer, what: str):
+    if isinstance(tensors, (list, tuple)):
+        if len(tensors) != 1:
+            raise ValueError(f"count_macs: layer {layer.name!r} has {len(tensors)} {what}s; expected one.")
+        return tensors[0]
+    return tensors
 
-    for cls in _COUNTED_TYPES:
-        cls.call = wrap(cls.call)
-    try:
-        yield
-    finally:
-        for cls, original in originals.items():
-            if original is None:
-                del cls.call
-            else:
-                cls.call = original
+
+# ------------------------------------------------- layers that hide sublayers
+def _swin_embedding_macs(layer) -> int:
+    """keras-cv VideoSwinPatchingAndEmbedding: one Conv3D, kernel = stride = patch size,
+    `embed_dim` filters, on the input padded up to whole patches (the layer's output)."""
+    config = layer.get_config()
+    channels = _static_shape(_single(layer.input, layer, "input"), layer, "input")[-1]
+    out = _static_shape(layer.output, layer, "output")
+    return math.prod(out) * math.prod(config["patch_size"]) * channels
+
+
+def _swin_stage_macs(layer) -> int:
+    """keras-cv VideoSwinBasicLayer: `depth` transformer blocks on [T, H, W, C] tokens,
+    then (where its output is narrower in space) a patch merging.
+
+    Per block: qkv (C -> 3C) and proj (C -> C) run on every token of the input padded
+    up to whole windows (the window shrinks to the input where the input is smaller);
+    the MLP (C -> hidden -> C, hidden = int(C * mlp_ratio)) on every token. Patch
+    merging: a bias-free dense 4C -> C_out on every output token. The attention's
+    q @ k and attn @ v products are not counted (conv + dense convention).
+    """
+    config = layer.get_config()
+    t, h, w, c = _static_shape(_single(layer.input, layer, "input"), layer, "input")
+    if int(config["input_dim"]) != c:
+        raise ValueError(f"count_macs: {layer.name!r} has input_dim {config['input_dim']} but {c} input channels.")
+    window = [min(n, k) for n, k in zip((t, h, w), config["window_size"])]
+    padded = math.prod(-(-n // k) * k for n, k in zip((t, h, w), window))
+    tokens = t * h * w
+    hidden = int(c * config["mlp_ratio"])
+    block = padded * c * 3 * c + padded * c * c + 2 * tokens * c * hidden
+    macs = int(config["depth"]) * block
+    out = _static_shape(layer.output, layer, "output")
+    if out != (t, h, w, c):  # downsampled by VideoSwinPatchMerging
+        macs += math.prod(out[:-1]) * 4 * c * out[-1]
+    return macs
+
+
+# Rules for layers whose sublayers run outside any functional graph, keyed by
+# (module prefix, class name) so that keras-cv is never imported here.
+_HIDDEN_SUBLAYER_RULES: dict[tuple[str, str], Callable[[keras.layers.Layer], int]] = {
+    ("keras_cv", "VideoSwinPatchingAndEmbedding"): _swin_embedding_macs,
+    ("keras_cv", "VideoSwinBasicLayer"): _swin_stage_macs,
+}
+
+
+def _rule_for(layer: keras.layers.Layer) -> Callable[[keras.layers.Layer], int] | None:
+    cls = type(layer)
+    for (module, name), rule in _HIDDEN_SUBLAYER_RULES.items():
+        if cls.__name__ == name and cls.__module__.split(".")[0] == module:
+            return rule
+    return None
+
+
+def sublayers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
+    """Every layer `layer` holds in its attributes (directly, or in lists, tuples and
+    dicts), recursively: plain Python introspection, the attributes through which
+    Keras itself tracks sublayers, without its private tracker."""
+    seen: set[int] = {id(layer)}
+
+    def visit(value, depth: int):
+        if depth > 8:
+            return
+        if isinstance(value, keras.layers.Layer):
+            if id(value) in seen:
+                return
+            seen.add(id(value))
+            yield value
+            yield from visit(vars(value), depth + 1)
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                yield from visit(item, depth + 1)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                yield from visit(item, depth + 1)
+
+    yield from visit(vars(layer), 0)
+
+
+def _is_graph(layer: keras.layers.Layer) -> bool:
+    """A functional (or Sequential) model: its layers carry symbolic inputs/outputs."""
+    return isinstance(layer, keras.Model) and isinstance(getattr(layer, "outputs", None), list)
+
+
+# ------------------------------------------------------------------ the walk
+def macs_by_layer(model: keras.Model, prefix: str = "") -> dict[str, int]:
+    """MACs per counted layer for one sample, keyed by layer path ("outer/inner")."""
+    counts: dict[str, int] = {}
+    for layer in model.layers:
+        path = f"{prefix}{layer.name}"
+        if isinstance(layer, _COUNTED_TYPES):
+            in_shape = _static_shape(_single(layer.input, layer, "input"), layer, "input")
+            out_shape = _static_shape(layer.output, layer, "output")
+            counts[path] = layer_macs(layer, in_shape, out_shape)
+        elif _is_graph(layer):
+            counts.update(macs_by_layer(layer, prefix=f"{path}/"))
+        elif (rule := _rule_for(layer)) is not None:
+            counts[path] = rule(layer)
+        else:
+            hidden = [sub.name for sub in sublayers(layer) if isinstance(sub, _COUNTED_TYPES) or _is_graph(sub)]
+            if hidden:
+                raise ValueError(
+                    f"count_macs: layer {path!r} ({type(layer).__name__}) computes with conv/dense "
+                    f"sublayers outside the functional graph ({', '.join(hidden[:4])}"
+                    f"{', ...' if len(hidden) > 4 else ''}); add a rule for its class to "
+                    "tfsts.flops._HIDDEN_SUBLAYER_RULES."
+                )
+    return counts
 
 
 def count_macs(model: keras.Model) -> int:
-    """Total conv + dense MACs for one sample at the model's (static) input shape.
-
-    Functional graphs are walked without running anything; a layer that hides
-    sublayers (a subclassed block, e.g. keras-cv's Swin blocks) is run once on zeros
-    with its conv / dense calls recorded.
-    """
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, _COUNTED_TYPES):
-            total += layer_macs(layer, tuple(layer.input.shape)[1:], tuple(layer.output.shape)[1:])
-        elif isinstance(layer, Functional):
-            total += count_macs(layer)
-        elif layer._layers:
-            records: list = []
-            inputs = tf.nest.map_structure(
-                lambda t: keras.ops.zeros((1, *tuple(t.shape)[1:]), dtype=t.dtype), layer.input
-            )
-            with _recording_calls(records):
-                layer(inputs, training=False)
-            total += sum(layer_macs(*record) for record in records)
-    return total
+    """Total conv + dense MACs for one sample at the model's (static) input shape."""
+    return sum(macs_by_layer(model).values())
 
 
 def summary(model: keras.Model) -> dict:
     return {"params": count_params(model), "gmacs": count_macs(model) / 1e9}
 
 
-def main(argv=None) -> None:
-    from absl import app, flags
+# ------------------------------------------------------- the README's table
+@dataclasses.dataclass(frozen=True)
+class TableRow:
+    """One model configuration of the README's model table."""
 
+    name: str
+    frames: int
+    size: int
+    overrides: Mapping[str, object] = dataclasses.field(default_factory=dict)
+    note: str = ""
+
+
+_HARA = 16, 112
+_CSN_BASELINE = dict(overrides={"sts": False}, note="t-strides 1,2,2,2")
+
+# The rows of the README's model table, in its order: what `--all` prints.
+README_TABLE: tuple[TableRow, ...] = (
+    TableRow("slowonly_r50", 8, 256),
+    TableRow("i3d_r50", 8, 256),
+    TableRow("slowfast_r50_8x8", 32, 256),
+    TableRow("slowfast_r50_4x16", 32, 256),
+    TableRow("resnet3d_10", *_HARA, {"shortcut_type": "A"}, "shortcut A"),
+    TableRow("resnet3d_18", *_HARA, {"shortcut_type": "A"}, "shortcut A"),
+    TableRow("resnet3d_18", *_HARA, {"shortcut_type": "B"}, "shortcut B"),
+    TableRow("resnet3d_34", *_HARA, {"shortcut_type": "A"}, "shortcut A"),
+    TableRow("resnet3d_34", *_HARA, {"shortcut_type": "B"}, "shortcut B"),
+    *(TableRow(f"resnet3d_{d}", *_HARA, note="shortcut B") for d in (50, 101, 152, 200)),
+    TableRow("preact_resnet3d_200", *_HARA),
+    TableRow("wide_resnet3d_50", *_HARA, note="k=2"),
+    TableRow("resnext3d_101", *_HARA),
+    TableRow("densenet3d_121", *_HARA),
+    TableRow("densenet3d_201", *_HARA),
+    *(TableRow(f"{mode}csn_{d}", 32, 224, **_CSN_BASELINE) for mode in ("ir", "ip") for d in (50, 101, 152)),
+    TableRow("x3d_s", 13, 160),
+    TableRow("x3d_m", 16, 224),
+    TableRow("r2plus1d_18", 8, 112),
+    TableRow("r2plus1d_34", 8, 112),
+    TableRow("videoswin_tiny", 8, 224, note="no attention matmuls"),
+)
+
+
+def _sts_setting(name: str, overrides: Mapping[str, object]) -> str:
     from tfsts import models
 
-    flags.DEFINE_string("model", None, "Model name (see tfsts.models.available_models()).", required=False)
-    flags.DEFINE_integer("frames", None, "Clip length T (default: the model's).")
-    flags.DEFINE_integer("size", None, "Frame height and width (default: the model's).")
-    flags.DEFINE_integer("num_classes", 400, "Classes of the head.")
-    flags.DEFINE_bool("sts", None, "STS on/off (default: the reference's for the model).")
-    flags.DEFINE_bool("all", False, "Print a table for every model at its default size.")
-    FLAGS = flags.FLAGS
+    default = models.model_spec(name).sts
+    if default is None:
+        return "no STS"
+    return "sts on" if overrides.get("sts", default) else "sts off"
 
-    def run(_):
-        names = models.available_models() if FLAGS.all else [FLAGS.model]
-        if names == [None]:
-            raise app.UsageError("Give --model NAME or --all. Models: " + ", ".join(models.available_models()))
-        print(f"{'model':<22} {'input (T,H,W)':<16} {'params':>14} {'GMACs':>10}")
-        for name in names:
-            spec = models.model_spec(name)
-            t, h, w, c = spec.input_shape
-            t = FLAGS.frames or t
-            h = w = FLAGS.size or h
-            model = models.build_model(name, FLAGS.num_classes, sts=FLAGS.sts, input_shape=(t, h, w, c))
-            result = summary(model)
-            print(f"{name:<22} {f'{t}x{h}x{w}':<16} {result['params']:>14,} {result['gmacs']:>10.3f}")
-            keras.backend.clear_session()
 
-    app.run(run, argv=argv)
+def _format_row(name: str, frames: int, size: int, params: int, gmacs: float, settings: str) -> str:
+    return f"{name:<22} {f'{frames}x{size}x{size}':<12} {params:>14,} {gmacs:>9.3f}  {settings}"
+
+
+HEADER = f"{'model':<22} {'input':<12} {'params':>14} {'GMACs':>9}  settings"
+
+
+# ----------------------------------------------------------------------- CLI
+class UsageError(Exception):
+    """A mistake in the command line: reported in one line, exit status 2."""
+
+
+def _define_flags():
+    from absl import flags
+
+    fv = flags.FlagValues()
+    flags.DEFINE_string("model", None, "Model name (see tfsts.models.available_models()).", flag_values=fv)
+    flags.DEFINE_integer("frames", None, "Clip length T (default: the model's).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("size", None, "Frame height and width (default: the model's).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("num_classes", 400, "Classes of the head.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_bool("sts", None, "STS on/off (default: the reference's for the model).", flag_values=fv)
+    flags.DEFINE_bool("all", False, "Print the README's model table (each row's size and settings).", flag_values=fv)
+    flags.DEFINE_bool("verbose", False, "Show the traceback of an error.", flag_values=fv)
+    return fv
+
+
+def _rows(fv) -> list[TableRow]:
+    from tfsts import models
+
+    if fv.all:
+        given = [f"--{f}" for f in ("model", "frames", "size", "sts") if fv[f].present]
+        if given:
+            raise UsageError(f"--all prints the README's rows at their own settings; drop {', '.join(given)}.")
+        return list(README_TABLE)
+    if fv.model is None:
+        raise UsageError("give --model NAME or --all (models: " + ", ".join(models.available_models()) + ").")
+    try:
+        spec = models.model_spec(fv.model)
+    except ValueError as err:  # names the available models
+        raise UsageError(str(err)) from None
+    t, h, _, _ = spec.input_shape
+    overrides = {} if fv.sts is None else {"sts": fv.sts}
+    return [TableRow(fv.model, fv.frames or t, fv.size or h, overrides)]
+
+
+def _print_table(rows: Sequence[TableRow], num_classes: int, out=sys.stdout) -> None:
+    from tfsts import models
+
+    for index, row in enumerate(rows):
+        try:
+            model = models.build_model(row.name, num_classes, input_shape=(row.frames, row.size, row.size, 3), **row.overrides)
+        except ValueError as err:
+            reason = " ".join(str(err).split())
+            raise ValueError(f"cannot build {row.name} at {row.frames}x{row.size}x{row.size}: {reason}") from err
+        result = summary(model)
+        settings = ", ".join(s for s in (_sts_setting(row.name, row.overrides), row.note) if s)
+        if index == 0:  # after the first build: a model that cannot be built prints nothing
+            print(HEADER, file=out, flush=True)
+        print(_format_row(row.name, row.frames, row.size, result["params"], result["gmacs"], settings), file=out, flush=True)
+        keras.backend.clear_session()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0, 1 for a model that cannot be built as
+    asked, 2 for a command-line mistake)."""
+    from absl import flags
+
+    argv = list(sys.argv if argv is None else argv)
+    fv = _define_flags()
+    if any(a in ("--help", "-h", "--helpfull") for a in argv[1:]):
+        print(__doc__.strip() + "\n\nflags:\n" + fv.get_help(include_special_flags=False))
+        return 0
+    verbose = "--verbose" in argv[1:]
+    try:
+        try:
+            rest = fv(argv)
+        except flags.Error as err:
+            raise UsageError(str(err)) from err
+        verbose = fv.verbose
+        if len(rest) > 1:
+            raise UsageError(f"unexpected argument(s): {' '.join(rest[1:])}")
+        _print_table(_rows(fv), fv.num_classes)
+    except (UsageError, ValueError) as err:
+        if verbose:
+            raise
+        status = 2 if isinstance(err, UsageError) else 1
+        print(f"tfsts.flops: error: {' '.join(str(err).split())}  (--verbose for the traceback)", file=sys.stderr)
+        return status
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,9 +7,22 @@ directly with the published sizes. No STS: it is a convolution method.
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import keras
+
+# keras-cv's Swin block calls its attention layer as `attn(x, mask=attn_mask)`: the
+# shifted-window attention mask, a plain call argument. Keras reads `mask=` as a
+# Keras mask and warns, once per shifted block, that the layer "does not support
+# masking and will therefore destroy the mask information": harmless (the attention
+# still receives and applies the mask; no Keras mask is meant to flow on). Only that
+# message, from that layer type, is silenced; every other warning stays.
+warnings.filterwarnings(
+    "ignore",
+    message=r"Layer '[^']*' \(of type VideoSwinWindowAttention\) was passed an input with a mask attached",
+    category=UserWarning,
+)
 
 # Published configurations (Video Swin, Table 1 / keras-cv presets).
 SIZES = {

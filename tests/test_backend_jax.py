@@ -1,0 +1,125 @@
+"""The model code is backend-neutral: under KERAS_BACKEND=jax every model family
+builds, gives the TensorFlow backend's outputs on the same weights (moved through a
+`.weights.h5` file) and takes the same SGD training step.
+
+Both backends run in subprocesses (a Keras backend is fixed per process) of one
+script, on one batch of two clips of RGB frames in 0..255; BN statistics are
+perturbed first so that the comparison means something.
+
+Tolerances (float32, different conv / matmul kernels, so sums run in another
+order), all relative: logits max|jax - tf| <= 1e-4 * max|tf|; the training step's
+loss (BN on batch statistics of two clips) within 1e-3; the step's weight update
+(all weights, BN statistics included, as one vector) within 1e-3 in L2 norm, and not
+zero. Measured here: logits <= 1.1e-6, loss <= 2.3e-4 (ResNeXt's grouped convs),
+update <= 7.1e-6. About 20 min on a loaded 2-core machine: slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("jax")
+
+REPO = Path(__file__).resolve().parents[1]
+
+# family (one per file of tfsts/models) -> (model, input (T, H, W, 3), build overrides):
+# small depths / widths of the same builders, STS on wherever the family has it, so
+# STS cases A (csn, x3d), B (slow, slowfast) and C (r2plus1d) all run under JAX.
+FAMILIES = {
+    "resnet3d": ("resnet3d_10", (4, 32, 32, 3), {"shortcut_type": "A"}),
+    "preact_resnet3d": ("preact_resnet3d_200", (4, 32, 32, 3), {"depth": 10}),
+    "wide_resnet3d": ("wide_resnet3d_50", (4, 32, 32, 3), {"blocks": (1, 1, 1, 1)}),
+    "resnext3d": ("resnext3d_101", (4, 32, 32, 3), {"blocks": (1, 1, 1, 1)}),
+    "densenet3d": ("densenet3d_121", (4, 32, 32, 3), {"block_config": (2, 2, 2, 2), "transition_t_stride": 1}),
+    "slow": ("slowonly_r50", (4, 32, 32, 3), {"sts": True}),
+    "slowfast": ("slowfast_r50_8x8", (8, 32, 32, 3), {"sts": True}),
+    "r2plus1d": ("r2plus1d_18", (4, 32, 32, 3), {"sts": True, "depth": 10}),
+    "csn": ("ipcsn_50", (4, 32, 32, 3), {"sts": True}),
+    "x3d": ("x3d_s", (4, 64, 64, 3), {"sts": True}),
+    # stochastic depth off: its random draws differ between backends.
+    "videoswin": ("videoswin_tiny", (4, 32, 32, 3), {"drop_path_rate": 0.0}),
+}
+
+_SCRIPT = r'''
+import json, sys
+import numpy as np
+import keras
+from tfsts import models
+
+workdir, families = sys.argv[1], json.loads(sys.argv[2])
+backend = keras.backend.backend()
+for family, (name, shape, overrides) in families.items():
+    keras.utils.set_random_seed(0)
+    model = models.build_model(name, 5, input_shape=tuple(shape), dropout=0.0, **overrides)
+    weights_file = f"{workdir}/{family}.weights.h5"
+    if backend == "tensorflow":  # the reference side: perturb BN, then save
+        rng = np.random.default_rng(1)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                gamma, beta, mean, var = layer.get_weights()
+                layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
+                                   rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+        model.save_weights(weights_file)
+    else:
+        model.load_weights(weights_file)
+    x = np.random.default_rng(0).uniform(0, 255, (2, *shape)).astype("float32")
+    y = np.array([1, 3], dtype="int32")
+    logits = keras.ops.convert_to_numpy(model(x, training=False))
+    before = np.concatenate([np.ravel(w) for w in model.get_weights()])
+    model.compile(optimizer=keras.optimizers.SGD(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=backend == "jax")
+    loss = model.train_on_batch(x, y)
+    after = np.concatenate([np.ravel(w) for w in model.get_weights()])
+    np.savez(f"{workdir}/{family}.{backend}.npz", logits=logits, loss=float(loss), update=after - before)
+    print(family, backend, "ok", flush=True)
+    keras.backend.clear_session()
+'''
+
+
+# The tolerances of the module docstring.
+LOGITS_TOL, LOSS_TOL, UPDATE_TOL = 1e-4, 1e-3, 1e-3
+
+
+def _run(backend: str, workdir: Path, families: dict) -> None:
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(workdir), json.dumps(families)],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=3000,
+    )
+    assert result.returncode == 0, f"{backend} side failed:\n{result.stderr[-6000:]}"
+
+
+@pytest.mark.slow
+def test_every_family_gives_tensorflows_outputs_and_step_under_jax(tmp_path):
+    _run("tensorflow", tmp_path, FAMILIES)
+    _run("jax", tmp_path, FAMILIES)
+    problems = []
+    for family in FAMILIES:
+        tf_side = np.load(tmp_path / f"{family}.tensorflow.npz")
+        jax_side = np.load(tmp_path / f"{family}.jax.npz")
+        logits = np.abs(jax_side["logits"] - tf_side["logits"]).max() / np.abs(tf_side["logits"]).max()
+        loss = abs(float(jax_side["loss"]) - float(tf_side["loss"])) / abs(float(tf_side["loss"]))
+        update_tf, update_jax = tf_side["update"], jax_side["update"]
+        update = np.linalg.norm(update_jax - update_tf) / np.linalg.norm(update_tf)
+        if not (logits <= LOGITS_TOL and loss <= LOSS_TOL and update <= UPDATE_TOL and np.linalg.norm(update_tf) > 0):
+            problems.append(f"{family}: logits {logits:.1e}, loss {loss:.1e}, update {update:.1e} (relative)")
+    assert not problems, "JAX differs from TensorFlow:\n" + "\n".join(problems)
+
+def test_the_model_code_imports_no_tensorflow():
+    """tfsts/layers and tfsts/models are written on keras.ops and Keras layers: no
+    module there names TensorFlow (inflation reads 2D Keras models, also backend-neutral)."""
+    offenders = []
+    for path in sorted((REPO / "tfsts").glob("layers/*.py")) + sorted((REPO / "tfsts").glob("models/*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if "import tensorflow" in code or "tf." in code.replace("tfsts.", ""):
+                offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
