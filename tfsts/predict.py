@@ -99,7 +99,7 @@ def video_record(path: str, *, short_side: int = 256, fps: float = 0.0) -> tuple
 
     clip = decode_video(path, FrameOptions(short_side=short_side, fps=fps))
     record = schema.encode_video(
-        clip.frames, clip.timestamps_us, media_id=Path(path).stem, label_index=-1, label_text="",
+        clip.frames, clip.timestamps_us, media_id=Path(path).name, label_index=-1, label_text="",
         frame_rate=clip.frame_rate, data_path=Path(path).name, start_us=clip.start_us, end_us=clip.end_us,
         height=clip.height, width=clip.width, original_height=clip.original_height,
         original_width=clip.original_width, rotation=clip.rotation,
