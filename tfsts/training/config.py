@@ -46,7 +46,8 @@ def source(
 ) -> ml_collections.ConfigDict:
     """One data source (a dataset with its own head).
 
-    weight: relative sampling weight in a mixture (CoVeR: proportional to dataset size).
+    weight: relative sampling weight in a mixture; < 0 on every source: proportional to the
+        record counts in the data_prep manifests (CoVeR).
     num_train_examples: size of the training split; with `train.epochs` gives the step count.
     options: further keyword arguments for the tfsts.data reader (e.g. flip=False); checked
         against the reader's signature at start-up, so a misspelt option is an error.
