@@ -26,6 +26,7 @@ from tfsts import layers as tfsts_layers
 from tfsts import models
 from tfsts.models import inflation as inf
 from tfsts.models.blocks import MaxPool3D, Subsample
+from tfsts.models.resnet3d import resnet3d_backbone
 
 RTOL = 1e-4
 FRAME = 64  # ResNet frames: 2x2 at conv5
@@ -298,8 +299,12 @@ def test_build_model_takes_the_source_layout(source_file):
     assert model.get_layer("conv3_block1_1_bn").epsilon == pytest.approx(1.001e-5)
     kept = {k.target: k.reason for k in model.inflation_report.kept}
     assert set(kept) == {"head/kernel", "head/bias"} and "copy_head=False" in kept["head/kernel"]
+    # Without weights: the input contract's default normalisation, the pytorchvideo layout.
+    # (Before the one input contract of issue 7 such a model had no normalisation layer.)
     plain = models.build_model("i3d_r50", 7, input_shape=(4, 32, 32, 3))
-    assert plain.layers[1].name != "input_normalization"
+    assert plain.layers[1].name == "input_normalization"
+    assert plain.get_layer("input_normalization").mode == "torch"
+    assert plain.get_layer("conv3_block1_2_conv").strides == (1, 2, 2)
 
 
 def test_static_clip_mean_i3d_interior_frames(source_file):
@@ -497,8 +502,12 @@ def test_wrong_depth_source_fails_listing_the_weights(source_file):
 
 def test_channel_and_layout_mismatches_fail_clearly(source_file):
     src = load_2d("ResNet50", source_file("ResNet50"))
-    narrow = models.build_backbone("resnet3d_50", input_shape=(2, 32, 32, 3), stride_in_1x1=True, widen_factor=0.5)
+    # A raw family builder's model has no normalisation layer; build_backbone's has "torch".
+    raw = resnet3d_backbone((2, 32, 32, 3), name="resnet3d_50", depth=50, stride_in_1x1=True, widen_factor=0.5)
     with pytest.raises(inf.InflationError, match="has no 'input_normalization' layer"):
+        models.inflate(raw, src)
+    narrow = models.build_backbone("resnet3d_50", input_shape=(2, 32, 32, 3), stride_in_1x1=True, widen_factor=0.5)
+    with pytest.raises(inf.InflationError, match="normalises its input with mode 'torch'.*expect 'caffe'"):
         models.inflate(narrow, src)
     narrow = inf.with_input_normalization(narrow, "caffe")
     with pytest.raises(inf.InflationError, match=r"mismatched:[\s\S]*conv1_conv -> conv1_conv: kernel 2D \(7, 7, 3, 64\) vs 3D \(7, 7, 7, 3, 32\)"):

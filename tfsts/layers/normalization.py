@@ -12,9 +12,13 @@ does for that mode:
 * "tf": / 127.5 - 1. Keras' ResNet v2, MobileNet, Inception.
 * "none": identity (the input is already normalised, or the weights expect 0..255).
 
-Models whose weights come from a 2D source get this layer as their first layer, named
-`input_normalization` (see tfsts.models.inflation); the data pipeline and serving code
-read the mode back with `model.get_layer("input_normalization").mode`.
+Every model from `tfsts.models.build_model` / `build_backbone` has this layer first,
+named `input_normalization` (the input contract of `tfsts.models`): in its 2D source's
+mode when it was inflated from ImageNet weights, else in `DEFAULT_NORMALIZATION`
+("torch", the ImageNet mean/std normalisation the reference uses). The data pipeline
+and serving code never normalise; they feed RGB 0..255 and can read the mode back with
+`model.get_layer("input_normalization").mode`. The layer has no weights, so it changes
+neither parameter nor MAC counts.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import keras
 from keras import ops
 
 NORMALIZATION_MODES = ("caffe", "torch", "tf", "none")
+DEFAULT_NORMALIZATION = "torch"
+NORMALIZATION_LAYER = "input_normalization"
 IMAGENET_MEAN_BGR_255 = (103.939, 116.779, 123.68)
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
@@ -30,14 +36,19 @@ IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
 @keras.saving.register_keras_serializable(package="tfsts")
 class InputNormalization(keras.layers.Layer):
-    """Pixel normalisation of RGB input in 0..255, channels last.
+    """Pixel normalisation of RGB input in 0..255, channels last; integer input
+    (uint8 frames) is cast to the compute dtype first.
 
     Args:
         mode: "caffe", "torch", "tf" or "none" (see the module docstring).
+
+    Example:
+        >>> layer = InputNormalization("torch")
+        >>> y = layer(keras.ops.full((1, 2, 4, 4, 3), 255, "uint8"))  # [B, T, H, W, 3] -> float
     """
 
     def __init__(self, mode: str = "none", **kwargs):
-        kwargs.setdefault("name", "input_normalization")
+        kwargs.setdefault("name", NORMALIZATION_LAYER)
         super().__init__(**kwargs)
         if mode not in NORMALIZATION_MODES:
             raise ValueError(f"{self.name}: mode must be one of {NORMALIZATION_MODES}; got {mode!r}.")
@@ -71,4 +82,12 @@ class InputNormalization(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-__all__ = ["IMAGENET_MEAN_BGR_255", "IMAGENET_MEAN_RGB", "IMAGENET_STD_RGB", "InputNormalization", "NORMALIZATION_MODES"]
+__all__ = [
+    "DEFAULT_NORMALIZATION",
+    "IMAGENET_MEAN_BGR_255",
+    "IMAGENET_MEAN_RGB",
+    "IMAGENET_STD_RGB",
+    "InputNormalization",
+    "NORMALIZATION_LAYER",
+    "NORMALIZATION_MODES",
+]

@@ -1,108 +1,181 @@
-"""The 3D CNN model zoo: one entry point, `build_model`, over plain family builders.
+"""The 3D CNN model zoo: `build_model` and `build_backbone` over plain family builders.
 
-The table below is an explicit dict (no registration by import side effects); each
-family module is imported only when one of its models is built, so building a ResNet
-does not import keras-cv.
+Input contract (every model from `build_model` / `build_backbone`): RGB frames
+`[B, T, H, W, 3]` with values in [0, 255], float32 or uint8 (cast inside). The first
+layer after the input is `tfsts.layers.InputNormalization`, named
+`input_normalization`: in the 2D source's mode when the model is inflated from
+ImageNet weights (`weights=`; "caffe" for Keras' ResNet v1, "torch" for DenseNet), else
+in the default "torch" mode (ImageNet mean (123.675, 116.28, 103.53) and std
+(58.395, 57.12, 57.375) on 0..255, what the reference normalises with). Data pipelines,
+trainers and serving signatures never normalise: they feed 0..255 frames, and
+`model.get_layer("input_normalization").mode` says what the model does. The layer has
+no weights: parameter and MAC counts, layer names and weight layouts are those of the
+family builders. Outputs are logits: one `[B, C]` tensor for an int `num_classes`, a
+dict `{name: [B, C_name]}` for `num_classes={name: C, ...}`.
+
+Each named model is one card in `tfsts.models.cards.CARDS` (builder, arguments, default
+input, STS default, head, 2D source and layout, counts); each family module is imported
+only when one of its models is built, so building a ResNet does not import keras-cv.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
+import math
 import os
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import keras
 
-from tfsts.models.blocks import classification_head, count_params
+from tfsts.layers.normalization import NORMALIZATION_LAYER
 from tfsts.models import inflation as _inflation_lib
+from tfsts.models.blocks import classification_head, count_params
+from tfsts.models.cards import CARDS, ModelCard, available_models, model_card
+from tfsts.models.graph import with_input_normalization
 from tfsts.models.inflation import InflationError, InflationReport, NoImageCounterpartError, inflate
 
+ModelSpec = ModelCard  # the former name of a model's record
+model_spec = model_card
 
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """How to build one named model.
-
-    module / function: the family's backbone builder, called as
-        `function(input_shape, name=..., [sts=...,] **kwargs)` and returning a functional
-        keras.Model whose outputs are the features before pooling (a list for
-        two-pathway models).
-    kwargs: the arguments that make this named variant.
-    input_shape: (T, H, W, 3) the model is usually trained at (the FLOP table's size).
-    sts: the default for `sts`, or None where the reference has no STS for this model.
-    head: "module:function" of a family-specific head; None for the standard one.
-    """
-
-    module: str
-    function: str
-    kwargs: Mapping[str, Any]
-    input_shape: tuple[int, int, int, int]
-    sts: bool | None = None
-    head: str | None = None
-    dropout: float = 0.5
-
-
-def _hara(function, module, **kwargs):
-    return ModelSpec(f"tfsts.models.{module}", function, kwargs, (16, 112, 112, 3))
-
-
-_SPECS: dict[str, ModelSpec] = {
-    **{f"resnet3d_{d}": _hara("resnet3d_backbone", "resnet3d", depth=d) for d in (10, 18, 34, 50, 101, 152, 200)},
-    "preact_resnet3d_200": _hara("preact_resnet3d_backbone", "preact_resnet3d", depth=200),
-    "wide_resnet3d_50": _hara("wide_resnet3d_backbone", "wide_resnet3d", depth=50),
-    "resnext3d_101": _hara("resnext3d_backbone", "resnext3d", depth=101),
-    "densenet3d_121": _hara("densenet3d_backbone", "densenet3d", depth=121),
-    "densenet3d_201": _hara("densenet3d_backbone", "densenet3d", depth=201),
-    "i3d_r50": ModelSpec("tfsts.models.slow", "i3d_backbone", {"depth": 50}, (8, 224, 224, 3), sts=False),
-    "slowonly_r50": ModelSpec("tfsts.models.slow", "slowonly_backbone", {"depth": 50}, (8, 224, 224, 3), sts=True),
-    "slowfast_r50_4x16": ModelSpec(
-        "tfsts.models.slowfast", "slowfast_backbone",
-        {"depth": 50, "alpha": 8, "beta_inv": 8, "fusion_kernel": 5}, (32, 224, 224, 3), sts=True,
-    ),
-    "slowfast_r50_8x8": ModelSpec(
-        "tfsts.models.slowfast", "slowfast_backbone",
-        {"depth": 50, "alpha": 4, "beta_inv": 8, "fusion_kernel": 7}, (32, 224, 224, 3), sts=True,
-    ),
-    **{
-        f"r2plus1d_{d}": ModelSpec("tfsts.models.r2plus1d", "r2plus1d_backbone", {"depth": d}, (8, 112, 112, 3), sts=True)
-        for d in (18, 34)
-    },
-    **{
-        f"{mode}csn_{d}": ModelSpec("tfsts.models.csn", "csn_backbone", {"depth": d, "mode": mode}, (32, 224, 224, 3), sts=True)
-        for mode in ("ir", "ip")
-        for d in (50, 101, 152)
-    },
-    "x3d_s": ModelSpec("tfsts.models.x3d", "x3d_backbone", {"variant": "s"}, (13, 160, 160, 3), sts=True, head="tfsts.models.x3d:x3d_head"),
-    "x3d_m": ModelSpec("tfsts.models.x3d", "x3d_backbone", {"variant": "m"}, (16, 224, 224, 3), sts=True, head="tfsts.models.x3d:x3d_head"),
-    **{
-        f"videoswin_{size}": ModelSpec("tfsts.models.videoswin", "videoswin_backbone", {"size": size}, (8, 224, 224, 3), dropout=0.2)
-        for size in ("tiny", "small", "base")
-    },
-}
+_STS_ERROR = "STS cannot take this conv"  # tfsts.layers.sts_conv's build-time error
 
 
 def load_model(path: str, **kwargs) -> keras.Model:
     """`keras.saving.load_model` after importing every family module, so that their
-    custom layers are registered in a fresh process (Keras only auto-imports its own)."""
-    for module in sorted({spec.module for spec in _SPECS.values()}):
+    custom layers are registered in a fresh process (Keras only auto-imports its own).
+
+    Args:
+        path: a `.keras` file saved from a tfsts model.
+        **kwargs: passed to `keras.saving.load_model` (e.g. `compile=False`).
+
+    Example:
+        >>> model = load_model("/tmp/slowonly.keras")
+        >>> model.get_layer("input_normalization").mode
+        'torch'
+    """
+    for module in sorted({card.module for card in CARDS.values()}):
         importlib.import_module(module)
     return keras.saving.load_model(path, **kwargs)
 
 
-def available_models() -> list[str]:
-    """Every name `build_model` accepts, sorted."""
-    return sorted(_SPECS)
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def model_spec(name: str) -> ModelSpec:
+def check_num_classes(num_classes: Any) -> None:
+    """Raises ValueError unless `num_classes` is a positive int or a non-empty
+    `{name: positive int}` dict (names: non-empty strings, they name the heads)."""
+    usage = "num_classes must be a positive int (one output) or a non-empty dict {name: positive int} (one head each)"
+    if isinstance(num_classes, Mapping):
+        if not num_classes:
+            raise ValueError(f"{usage}; got an empty mapping.")
+        bad = {k: v for k, v in num_classes.items() if not (isinstance(k, str) and k and _positive_int(v))}
+        if bad:
+            raise ValueError(f"{usage}; these entries are not: {bad!r}.")
+    elif not _positive_int(num_classes):
+        raise ValueError(f"{usage}; got {num_classes!r} ({type(num_classes).__name__}).")
+
+
+def _source_for_weights(card: ModelCard, weights, inflation: str, overrides: Mapping[str, Any]):
+    """The 2D source's spec when `weights` are given (None otherwise), after checking
+    the inflation mode and the weights argument."""
+    if inflation not in _inflation_lib.INFLATION_MODES:
+        raise ValueError(f"inflation must be one of {_inflation_lib.INFLATION_MODES}; got {inflation!r}.")
+    if weights is None:
+        return None
+    source = _inflation_lib.source_for(card.name, overrides)
+    _inflation_lib.check_weights_argument(weights)
+    return source
+
+
+def _builder_kwargs(card: ModelCard, sts: bool | None, inflated: bool, overrides: Mapping[str, Any]) -> dict:
+    """The family builder's arguments: the card's, the source's layout when inflated,
+    then the caller's overrides; `sts` where the card has an STS default."""
+    layout = _inflation_lib.layout_options(card.name, card.builder()) if inflated else {}
+    kwargs = {**card.kwargs, **layout, **overrides}
+    if card.sts is None:
+        if sts:
+            raise ValueError(
+                f"{card.name}: the reference applies no STS convolution to this model (the README's model "
+                "table gives each model's STS setting); build it with sts=False or None."
+            )
+    else:
+        kwargs["sts"] = card.sts if sts is None else bool(sts)
+    return kwargs
+
+
+def _sts_strided_convs(card: ModelCard, input_shape: tuple, kwargs: Mapping[str, Any]) -> list[tuple[int, int, int, int]] | None:
+    """For each STS conv that strides spatially: (height reduction before it, its
+    height stride, width reduction, width stride), read from the model built at a
+    power-of-two frame size (every map exact there); None if that build fails too."""
+    from tfsts.layers.sts_conv import STSConv3D
+
+    probe = 2 ** max(8, math.ceil(math.log2(max(input_shape[1:3]))))
     try:
-        return _SPECS[name]
-    except KeyError:
-        raise ValueError(f"Unknown model {name!r}. Available: {', '.join(available_models())}.") from None
+        model = card.builder()((input_shape[0], probe, probe, *input_shape[3:]), name=card.name, **kwargs)
+    except ValueError:
+        return None
+    convs = []
+    for layer in model.layers:
+        if isinstance(layer, STSConv3D) and layer.sts and layer.resolved_case == "A" and max(layer.strides[1:]) > 1:
+            _, _, h, w, _ = layer.input.shape
+            convs.append((probe // h, layer.strides[1], probe // w, layer.strides[2]))
+    return convs
 
 
-def _resolve(module: str, function: str) -> Callable:
-    return getattr(importlib.import_module(module), function)
+def nearest_sts_sizes(size: int, constraints: list[tuple[int, int]]) -> list[int]:
+    """The frame sizes nearest to `size` (one below, one above; `size` itself if it
+    works) at which every (reduction, stride) STS conv sees a map its stride divides.
+    Maps shrink as ceil(size / reduction): every conv and pool pads (k - 1) / 2."""
+
+    def works(n: int) -> bool:
+        return all(math.ceil(n / reduction) % stride == 0 for reduction, stride in constraints)
+
+    if works(size):
+        return [size]
+    below = next((n for n in range(size - 1, 0, -1) if works(n)), None)
+    above = next(n for n in range(size + 1, 2 * size + 2 * max(r * s for r, s in constraints) + 1) if works(n))
+    return [n for n in (below, above) if n is not None]
+
+
+def _sts_shape_error(card: ModelCard, input_shape: tuple, kwargs: Mapping[str, Any], error: ValueError) -> ValueError:
+    """The STS build-time error as a `build_model` user can act on it."""
+    why = str(error).split(". Fix:")[0]
+    fixes = [f"build_model({card.name!r}, ..., sts=False) (same weights, no STS)"]
+    convs = _sts_strided_convs(card, input_shape, kwargs)
+    if convs:
+        heights = nearest_sts_sizes(input_shape[1], [(r, s) for r, s, _, _ in convs])
+        widths = nearest_sts_sizes(input_shape[2], [(r, s) for _, _, r, s in convs])
+        fixes.append(
+            f"a frame size STS can take: height {' or '.join(map(str, heights))}, width "
+            f"{' or '.join(map(str, widths))} (from the model's spatial strides), e.g. "
+            f"input_shape=({input_shape[0]}, {heights[-1]}, {widths[-1]}, {input_shape[3]})"
+        )
+    return ValueError(
+        f"{card.name} with sts=True at input_shape={tuple(input_shape)}: {why}. Fix: " + "; or ".join(fixes) + "."
+    )
+
+
+def _build_family_backbone(card: ModelCard, input_shape: tuple, kwargs: Mapping[str, Any]) -> keras.Model:
+    try:
+        return card.builder()(input_shape, name=card.name, **kwargs)
+    except ValueError as error:
+        if kwargs.get("sts") and _STS_ERROR in str(error):
+            raise _sts_shape_error(card, input_shape, kwargs, error) from error
+        raise
+
+
+def _backbone_for(name, input_shape, sts, weights, inflation, overrides):
+    """The backbone with its `input_normalization` layer, laid out like the 2D source
+    when `weights` are given, not yet inflated; and that source's spec (None without
+    weights). Inflation waits so that build_model can add its heads first."""
+    card = model_card(name)
+    source = _source_for_weights(card, weights, inflation, overrides)
+    kwargs = _builder_kwargs(card, sts, source is not None, overrides)
+    shape = tuple(input_shape or card.input_shape)
+    backbone = _build_family_backbone(card, shape, kwargs)
+    mode = source.preprocessing if source is not None else card.normalization
+    return with_input_normalization(backbone, mode), source
 
 
 def build_backbone(
@@ -116,51 +189,34 @@ def build_backbone(
 ) -> keras.Model:
     """The features-before-pooling network of model `name` (one output per pathway).
 
-    weights: None (initialisers); "imagenet" (the matching keras.applications model with
-        its ImageNet weights, downloaded by Keras, inflated to 3D); a path to a 2D
-        `.keras`, `.weights.h5` (saved from the matching keras.applications builder) or
-        legacy `.h5` file; or a 2D keras.Model. With weights, the 3D layout options
-        that reproduce the 2D source (e.g. style="caffe", conv_bias, bn_epsilon) come
-        from `tfsts.models.inflation.TARGETS` (explicit overrides win, and `inflate`
-        checks them), the model's first layer is an `InputNormalization` named
-        `input_normalization` in the source's mode, and `model.inflation_report` says
-        which 2D weight went where. Models without a 2D counterpart raise
-        `NoImageCounterpartError`.
-    inflation: "mean" (I3D), "center" or "sts_center" (see docs/inflation.md).
+    Takes RGB frames in [0, 255] (the module's input contract) and starts with the
+    `input_normalization` layer.
+
+    Args:
+        name: a model name (`available_models()`).
+        input_shape: (T, H, W, 3); default: the model card's.
+        sts: True / False; None takes the reference's default for this model.
+        weights: None (initialisers); "imagenet" (the matching keras.applications model
+            with its ImageNet weights, downloaded by Keras, inflated to 3D); a path to a
+            2D `.keras`, `.weights.h5` (saved from the matching keras.applications
+            builder) or legacy `.h5` file; or a 2D keras.Model. With weights, the 3D
+            layout options that reproduce the 2D source (e.g. style="caffe",
+            conv_bias, bn_epsilon) come from the model's card (explicit overrides win,
+            and `inflate` checks them), the normalisation takes the source's mode, and
+            `model.inflation_report` says which 2D weight went where. Models without a
+            2D counterpart raise `NoImageCounterpartError`.
+        inflation: "mean" (I3D), "center" or "sts_center" (see docs/inflation.md).
+        **overrides: family builder arguments (e.g. `shortcut_type="A"`).
+
+    Example:
+        >>> backbone = build_backbone("x3d_s", input_shape=(13, 160, 160, 3))
+        >>> backbone.output.shape
+        (None, 13, 5, 5, 192)
     """
-    backbone, source = _backbone_for_weights(name, input_shape, sts, weights, inflation, overrides)
+    backbone, source = _backbone_for(name, input_shape, sts, weights, inflation, overrides)
     if source is not None:
         backbone.inflation_report = inflate(backbone, weights, inflation=inflation, source=source.name)
     return backbone
-
-
-def _backbone_for_weights(name, input_shape, sts, weights, inflation, overrides):
-    """The backbone, laid out like the 2D source when `weights` are given (with its
-    `input_normalization` layer), not yet inflated; and that source's metadata (None
-    without weights). Inflation waits so that build_model can add its heads first."""
-    if inflation not in _inflation_lib.INFLATION_MODES:
-        raise ValueError(f"inflation must be one of {_inflation_lib.INFLATION_MODES}; got {inflation!r}.")
-    spec = model_spec(name)
-    source = None
-    if weights is not None:
-        source = _inflation_lib.source_for(name, overrides)
-        _inflation_lib.check_weights_argument(weights)
-        layout = _inflation_lib.layout_options(name, _resolve(spec.module, spec.function))
-        overrides = {**layout, **overrides}
-    kwargs = {**spec.kwargs, **overrides}
-    if spec.sts is None:
-        if sts:
-            raise ValueError(
-                f"{name}: the reference applies no STS convolution to this model "
-                "(see ../shared/reference/sts.md); build it with sts=False or None."
-            )
-    else:
-        kwargs["sts"] = spec.sts if sts is None else bool(sts)
-    shape = tuple(input_shape or spec.input_shape)
-    backbone = _resolve(spec.module, spec.function)(shape, name=name, **kwargs)
-    if source is not None:
-        backbone = _inflation_lib.with_input_normalization(backbone, source.preprocessing)
-    return backbone, source
 
 
 def build_model(
@@ -175,20 +231,31 @@ def build_model(
     copy_head: bool = False,
     **overrides,
 ) -> keras.Model:
-    """Backbone + classification head(s).
+    """Backbone + classification head(s), taking RGB frames `[B, T, H, W, 3]` in
+    [0, 255] (float or uint8) and returning logits.
 
-    num_classes: an int (one output) or `{dataset_name: num_classes}` (one head per
-        dataset, outputs keyed by dataset name, for co-training).
-    sts: None takes the reference's default for this model (on wherever it uses STS).
-    weights, inflation: initialise the backbone from a 2D ImageNet network (see
-        `build_backbone`); `model.inflation_report` says what went where.
-    copy_head: also copy the 2D classifier (needs num_classes == 1000).
-    overrides: family-specific builder arguments (e.g. `shortcut_type="A"`).
+    Args:
+        name: a model name (`available_models()`).
+        num_classes: a positive int (one output `[B, C]`) or `{dataset_name: C}` (one
+            head per dataset, outputs keyed by dataset name, for co-training).
+        sts: None takes the reference's default for this model (on wherever it uses STS).
+        input_shape: (T, H, W, 3); default: the model card's.
+        dropout: before the classifier; default: the card's.
+        weights, inflation: initialise the backbone from a 2D ImageNet network (see
+            `build_backbone`); `model.inflation_report` says what went where.
+        copy_head: also copy the 2D classifier (needs num_classes == 1000).
+        **overrides: family-specific builder arguments (e.g. `shortcut_type="A"`).
+
+    Example:
+        >>> model = build_model("slowonly_r50", 400, input_shape=(8, 224, 224, 3))
+        >>> logits = model(np.zeros((1, 8, 224, 224, 3), "uint8"))   # [1, 400]
+        >>> multi = build_model("ircsn_50", {"kinetics400": 400, "ssv2": 174})
     """
-    spec = model_spec(name)
-    backbone, source = _backbone_for_weights(name, input_shape, sts, weights, inflation, overrides)
-    head = classification_head if spec.head is None else _resolve(*spec.head.split(":"))
-    outputs = head(backbone.outputs, num_classes, dropout=spec.dropout if dropout is None else dropout)
+    check_num_classes(num_classes)
+    card = model_card(name)
+    backbone, source = _backbone_for(name, input_shape, sts, weights, inflation, overrides)
+    head = card.head_builder() or classification_head
+    outputs = head(backbone.outputs, num_classes, dropout=card.dropout if dropout is None else dropout)
     inputs = backbone.inputs[0] if len(backbone.inputs) == 1 else backbone.inputs
     model = keras.Model(inputs, outputs, name=name)
     if source is not None:
@@ -199,13 +266,18 @@ def build_model(
 __all__ = [
     "InflationError",
     "InflationReport",
+    "ModelCard",
     "ModelSpec",
+    "NORMALIZATION_LAYER",
     "NoImageCounterpartError",
     "available_models",
     "build_backbone",
     "build_model",
+    "check_num_classes",
     "count_params",
-    "load_model",
     "inflate",
+    "load_model",
+    "model_card",
     "model_spec",
+    "nearest_sts_sizes",
 ]

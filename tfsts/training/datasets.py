@@ -75,20 +75,19 @@ def _options(name: str, src, reader) -> dict:
 
 
 def source_dataset(config, name: str, *, training: bool, batch_size: int, input_context=None) -> tf.data.Dataset:
-    """One source's pipeline (per-replica batches)."""
+    """One source's pipeline. batch_size is global (tfsts.data divides it by the replicas
+    of input_context)."""
     src = config.data.sources[name]
     pattern = src.train_pattern if training else src.eval_pattern
     check_files(name, pattern, "train_pattern" if training else "eval_pattern")
     check_label_map(name, src, pattern)
     reader = _reader(src.kind)
-    soft = training and bool(config.train.mixup or config.train.cutmix)
     kwargs = dict(
-        training=training, batch_size=batch_size, crop_size=src.crop_size, seed=config.data.shuffle_seed or config.seed,
-        deterministic=config.deterministic, input_context=input_context,
+        training=training, batch_size=batch_size, crop_size=src.crop_size if training else eval_crop(src), num_classes=src.num_classes,
+        seed=config.data.shuffle_seed or config.seed, deterministic=config.deterministic, input_context=input_context,
     )
-    if soft:
-        kwargs.update(num_classes=src.num_classes, mixup=config.train.mixup, cutmix=config.train.cutmix,
-                      label_smoothing=config.train.label_smoothing)
+    if training and (config.train.mixup or config.train.cutmix):  # soft targets from the pipeline
+        kwargs.update(mixup=config.train.mixup, cutmix=config.train.cutmix, label_smoothing=config.train.label_smoothing)
     if src.kind == "video":
         kwargs.update(
             num_frames=src.num_frames, frame_interval=src.frame_interval, sampling=src.sampling,
@@ -96,30 +95,50 @@ def source_dataset(config, name: str, *, training: bool, batch_size: int, input_
             num_clips=1 if training else src.eval_num_clips, num_crops=1 if training else src.eval_num_crops,
         )
     else:
-        kwargs.update(num_frames=1)
+        kwargs.update(num_frames=src.num_frames, short_side=src.short_side if training else src.eval_short_side)
     kwargs.update(_options(name, src, reader))
-    accepted = inspect.signature(reader).parameters
-    kwargs = {k: v for k, v in kwargs.items() if k in accepted or k in ("training", "batch_size")}
     return reader(pattern, **kwargs)
+
+
+def eval_crop(src: ml_collections.ConfigDict) -> int:
+    return int(src.eval_crop_size or src.crop_size)
+
+
+def mixture_weights(config: ml_collections.ConfigDict):
+    """Per-source weights, or None (proportional to the records in the manifests, as CoVeR)
+    when every source's weight is < 0."""
+    weights = [float(s.weight) for s in config.data.sources.values()]
+    if all(w < 0 for w in weights):
+        return None
+    if any(w < 0 for w in weights):
+        raise config_lib.ConfigError(
+            f"config.data.sources.*.weight = {weights}: all >= 0 (explicit weights) or all < 0 (by dataset size)."
+        )
+    return weights
 
 
 def train_dataset_fn(config: ml_collections.ConfigDict) -> Callable[[tf.distribute.InputContext], tf.data.Dataset]:
     """`fn(input_context)` for strategy.distribute_datasets_from_function: the mixture of
-    every source's training pipeline at the per-replica batch size."""
+    every source's training pipeline (per-replica batches), also for one source."""
     for name, src in config.data.sources.items():  # fail before any TF work
         check_files(name, src.train_pattern, "train_pattern")
         check_label_map(name, src, src.train_pattern)
+    weights = mixture_weights(config)
 
     def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
         from tfsts import data
 
         per_replica = input_context.get_per_replica_batch_size(config.train.global_batch_size)
         sources = {
-            name: source_dataset(config, name, training=True, batch_size=per_replica, input_context=input_context)
+            name: source_dataset(
+                config, name, training=True, batch_size=config.train.global_batch_size, input_context=input_context
+            )
             for name in config.data.sources
         }
-        weights = [float(s.weight) for s in config.data.sources.values()]
-        return data.mixture(sources, weights=weights, batching=config.data.batching)
+        return data.mixture(
+            sources, weights=weights if len(sources) > 1 else [1.0], batching=config.data.batching,
+            batch_size=per_replica, seed=config.data.shuffle_seed or config.seed,
+        )
 
     return dataset_fn
 

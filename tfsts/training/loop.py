@@ -7,7 +7,10 @@ and divided by the global batch. Keras' `fit` is not used: under MultiWorkerMirr
 fails (keras-team/keras#20585).
 
 Checkpoints (tf.train.CheckpointManager in DIR/checkpoints): model, optimizer, step, the
-input iterator and the model's RNG (dropout) state, so a killed run resumes exactly.
+model's RNG (dropout) state and, on one device, the input iterator, so a killed run resumes
+exactly. tf.distribute's DistributedIterator (several replicas) cannot be checkpointed in
+TF 2.21 ("expecting iterator to be a trackable object"); there the resumed run skips the
+batches the finished steps consumed (same position for a deterministic pipeline).
 """
 from __future__ import annotations
 
@@ -236,11 +239,11 @@ def evaluate(
     over each video's views (V = eval_num_clips x eval_num_crops consecutive rows).
     Keys "<source>/top1", ..., and "top1", "top5" (means over sources)."""
     names = list(config.data.sources)
-    predict = tf.function(lambda frames: model(tf.cast(frames, tf.float32), training=False))
     results = {}
     for name, dataset in datasets.items():
         src = config.data.sources[name]
         views = int(src.eval_num_clips * src.eval_num_crops)
+        predict = _predictor(model, config, tuple(dataset.element_spec["frames"].shape[1:]))
         all_probs, all_labels = [], []
         for index, batch in enumerate(dataset):
             if max_steps and index >= max_steps:
@@ -266,6 +269,19 @@ def evaluate(
     for metric in ("top1", "top5", "mean_class_accuracy"):
         results[metric] = float(np.mean([results[f"{n}/{metric}"] for n in datasets]))
     return results
+
+
+def _predictor(model: keras.Model, config, frame_shape: tuple):
+    """model(frames) in inference mode; for eval views of another size (e.g. 256 crops of a
+    model trained at 224) a copy of the model built at that size with the same weights."""
+    if tuple(model.inputs[0].shape[1:]) != frame_shape and None not in frame_shape:
+        sized = ml_collections.ConfigDict(config.to_dict())
+        sized.model.input_shape = frame_shape
+        sized.init.keras_weights = ""
+        copy = modeling.build_model_from_config(sized)
+        copy.set_weights(model.get_weights())
+        model = copy
+    return tf.function(lambda frames: model(tf.cast(frames, tf.float32), training=False))
 
 
 # --- Training -------------------------------------------------------------------------------
@@ -326,9 +342,14 @@ def train(
         optimizer = optim.build_optimizer(config, model)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     steps = Steps(model, optimizer, config, strategy)
-    dist_dataset = strategy.distribute_datasets_from_function(train_data)
-    iterator = iter(dist_dataset)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, iterator=iterator, rng=rng_state_variables(model))
+    state = dict(model=model, optimizer=optimizer, step=step, rng=rng_state_variables(model))
+    iterator = iter(strategy.distribute_datasets_from_function(train_data))
+    try:  # a single-device iterator is checkpointable; tf.distribute's DistributedIterator is not
+        checkpoint = tf.train.Checkpoint(iterator=iterator, **state)
+        iterator_in_checkpoint = True
+    except ValueError:
+        checkpoint = tf.train.Checkpoint(**state)
+        iterator_in_checkpoint = False
     manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=config.train.keep_checkpoints)
     best_manager = tf.train.CheckpointManager(
         tf.train.Checkpoint(model=model, step=step), os.path.join(ckpt_dir, "best"), max_to_keep=1
@@ -338,6 +359,10 @@ def train(
     prefix = resume_prefix(workdir, is_chief, task_id, num_workers)
     if prefix:
         checkpoint.restore(prefix).assert_existing_objects_matched()
+        if not iterator_in_checkpoint:  # replay the input position: skip the batches already used
+            iterator = iter(strategy.distribute_datasets_from_function(
+                _skipping(train_data, int(step.numpy()) * steps.accum, strategy.num_replicas_in_sync)
+            ))
     elif config.init.checkpoint:
         init_report = modeling.initialize_from_checkpoint(model, config)
 
@@ -371,7 +396,10 @@ def train(
                 batch = next(iterator)
                 t1 = time.perf_counter()
                 fn = steps.train_step if micro == steps.accum - 1 else steps.accumulate_step
-                stats = {k: float(v) for k, v in fn(batch).items()}
+                try:
+                    stats = {k: float(v) for k, v in fn(batch).items()}
+                except tf.errors.InvalidArgumentError as e:
+                    raise losses.label_error(e) or e
                 t2 = time.perf_counter()
                 wait, compute = wait + (t1 - t0), compute + (t2 - t1)
                 for k, v in stats.items():
@@ -416,6 +444,17 @@ def train(
     if is_chief:
         logs.plot_learning_curve(logs.read_log(workdir), os.path.join(workdir, logs.CURVE_PNG))
     return TrainResult(int(step.numpy()), workdir, history, last_eval, init_report)
+
+
+def _skipping(dataset_fn: DatasetFn, steps_done: int, num_replicas: int) -> DatasetFn:
+    """dataset_fn whose pipelines start after the batches `steps_done` steps consumed: each
+    pipeline feeds num_replicas / num_input_pipelines replicas one batch per step."""
+
+    def skipped(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+        per_pipeline = num_replicas // input_context.num_input_pipelines
+        return dataset_fn(input_context).skip(steps_done * per_pipeline)
+
+    return skipped
 
 
 def _num_workers(strategy) -> int:

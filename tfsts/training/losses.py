@@ -32,13 +32,29 @@ def per_example_loss(logits, targets, kind: str):
     raise ValueError(f"loss must be 'softmax' or 'bce'; got {kind!r}.")
 
 
+_LABEL_MARK = "a label is >= the head size"
+
+
+class LabelError(ValueError):
+    """A label does not fit its source's head (config num_classes vs the records' label map)."""
+
+
+def label_error(error: Exception) -> LabelError | None:
+    """The clean LabelError inside a failed label assert's graph error; None for others."""
+    text = str(getattr(error, "message", error)).replace("\\'", "'")
+    if _LABEL_MARK not in text:
+        return None
+    start = text.rfind("[", 0, text.index(_LABEL_MARK)) + 1
+    return LabelError(text[start:text.index("]", start)])
+
+
 def check_labels(labels, mask, num_classes: int, source_name: str):
     """Graph-time check that labels fit the head: a label map / head size mismatch."""
     bad = tf.logical_and(mask, labels >= num_classes)
     return tf.debugging.assert_equal(
         tf.reduce_any(bad), False,
         message=(
-            f"source {source_name!r}: a label is >= the head size {num_classes}. The records' label map "
+            f"source {source_name!r}: {_LABEL_MARK} {num_classes}. The records' label map "
             f"has more classes than config.data.sources.{source_name}.num_classes; set it to the label "
             "map's length."
         ),

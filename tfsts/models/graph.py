@@ -1,0 +1,139 @@
+"""Reading and rewiring functional Keras models with public API only.
+
+`LayerGraph` gives each layer's producers and consumers by name, read from
+`model.get_config()`: the functional config is the graph format `.keras` files store,
+so it is stable across Keras versions where node attributes (`_inbound_nodes`,
+`_keras_history`) are private. `with_input_normalization` puts the input contract's
+`InputNormalization` layer first with `keras.models.clone_model`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator
+
+import keras
+
+from tfsts.layers.normalization import NORMALIZATION_LAYER, InputNormalization
+
+_KERAS_TENSOR = "__keras_tensor__"
+
+
+def leaf_layers(model: keras.Model) -> Iterable[keras.layers.Layer]:
+    """Every layer of `model`, nested models flattened."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from leaf_layers(layer)
+        else:
+            yield layer
+
+
+def _layer_entries(config: dict) -> Iterator[dict]:
+    for entry in config.get("layers", []):
+        yield entry
+        if isinstance(entry.get("config"), dict) and "layers" in entry["config"]:
+            yield from _layer_entries(entry["config"])
+
+
+def _producer_names(value: Any) -> Iterator[str]:
+    """Names of the layers whose outputs appear in one serialised node's arguments."""
+    if isinstance(value, dict):
+        if value.get("class_name") == _KERAS_TENSOR:
+            yield value["config"]["keras_history"][0]
+            return
+        for item in value.values():
+            yield from _producer_names(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _producer_names(item)
+
+
+class LayerGraph:
+    """Producers and consumers of each layer of one functional model, by name.
+
+    A layer shared with another model (as after `with_input_normalization`) only
+    shows its connections inside this one. Raises RuntimeError if the config carries
+    no connections at all, i.e. if Keras changed its functional config format.
+    """
+
+    def __init__(self, model: keras.Model):
+        self.layers = {layer.name: layer for layer in leaf_layers(model)}
+        self._producers: dict[str, list[str]] = {}
+        self._consumers: dict[str, list[str]] = {}
+        for entry in _layer_entries(model.get_config()):
+            for node in entry.get("inbound_nodes", []):
+                for producer in _producer_names(node):
+                    self._producers.setdefault(entry["name"], []).append(producer)
+                    self._consumers.setdefault(producer, []).append(entry["name"])
+        if len(self.layers) > 1 and not self._producers:
+            raise RuntimeError(
+                f"{model.name}: no layer connections found in model.get_config(); Keras' functional "
+                "config format ('inbound_nodes' / 'keras_history') has changed: update tfsts.models.graph."
+            )
+
+    def producers(self, layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+        return [self.layers[n] for n in self._producers.get(layer.name, []) if n in self.layers]
+
+    def single_consumer(self, layer: keras.layers.Layer) -> keras.layers.Layer | None:
+        consumers = self._consumers.get(layer.name, [])
+        return self.layers.get(consumers[0]) if len(consumers) == 1 else None
+
+
+def normalization_layer(model: keras.Model) -> InputNormalization | None:
+    """The model's `input_normalization` layer, or None if it has none."""
+    for layer in leaf_layers(model):
+        if layer.name == NORMALIZATION_LAYER and isinstance(layer, InputNormalization):
+            return layer
+    return None
+
+
+def model_normalization(model: keras.Model) -> str | None:
+    """The mode of the model's `input_normalization` layer, or None if it has none."""
+    layer = normalization_layer(model)
+    return None if layer is None else layer.mode
+
+
+def with_input_normalization(model: keras.Model, mode: str) -> keras.Model:
+    """`model` with `InputNormalization(mode)`, named `input_normalization`, applied to
+    its input(s) first; a model whose layer has another mode gets it replaced. Every
+    other layer (and weight) is shared with `model`, which should be discarded; a model
+    that already normalises in `mode` is returned as is.
+
+    Args:
+        model: a functional keras.Model taking RGB frames.
+        mode: an `InputNormalization` mode ("torch", "caffe", "tf", "none").
+
+    Example:
+        >>> model = with_input_normalization(resnet3d_backbone((4, 32, 32, 3), depth=10), "torch")
+        >>> model.layers[1].name
+        'input_normalization'
+    """
+    current = normalization_layer(model)
+    if current is not None:
+        if current.mode == mode:
+            return model
+        replacement = InputNormalization(mode, name=NORMALIZATION_LAYER)
+        return keras.models.clone_model(model, clone_function=lambda layer: replacement if layer is current else layer)
+    norm = InputNormalization(mode, name=NORMALIZATION_LAYER)
+    inputs = keras.tree.map_structure(
+        lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name), model.input
+    )
+    input_ids = {id(t) for t in keras.tree.flatten(inputs)}
+    normalised: dict[int, Any] = {}
+
+    def swap(value):
+        if id(value) in input_ids:
+            if id(value) not in normalised:
+                normalised[id(value)] = norm(value)
+            return normalised[id(value)]
+        return value
+
+    def call_function(layer, *args, **kwargs):
+        args, kwargs = keras.tree.map_structure(swap, (args, kwargs))
+        return layer(*args, **kwargs)
+
+    return keras.models.clone_model(
+        model, input_tensors=inputs, clone_function=lambda layer: layer, call_function=call_function
+    )
+
+
+__all__ = ["LayerGraph", "leaf_layers", "model_normalization", "normalization_layer", "with_input_normalization"]
