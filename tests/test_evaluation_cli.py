@@ -54,8 +54,11 @@ def _softmax(z):
     return e / e.sum(-1, keepdims=True)
 
 
-def test_scores_and_metrics_match_hand_built_views(run, tmp_path):
+@pytest.mark.parametrize("crop", [32, 24])
+def test_scores_and_metrics_match_hand_built_views(run, tmp_path, crop):
+    """crop 24: eval_crop_size below the training crop (the model then runs on free spatial dims)."""
     config = config_lib.load_config_file(str(run["config"]))
+    config.data.sources.toy.eval_crop_size = crop
     out = tmp_path / "eval" / "result.json"
     results = evaluate_checkpoint(config, str(run["workdir"]), out=str(out), progress=False)
     saved = json.loads(out.read_text())
@@ -65,13 +68,21 @@ def test_scores_and_metrics_match_hand_built_views(run, tmp_path):
     assert entry["metrics"]["num_views"] == 6 and entry["metrics"]["num_videos"] == 6
 
     model = _restored_model(run)
+    if crop != 32:
+        from tfsts.evaluate import with_free_spatial_dims
+
+        model = with_free_spatial_dims(model)
     by_id = {v["media_id"]: v for v in entry["videos"]}
     records = _records(run["pattern"])
     assert sorted(by_id) == sorted(r[0] for r in records)
     hits = []
     for media_id, label, jpegs in records:
         frames = np.stack([tf.io.decode_jpeg(j).numpy() for j in jpegs])
-        views = [frames[idx][:, :, x : x + 32] for idx in _test_indices(len(jpegs)) for x in (0, 4, 8)]
+        y = (32 - crop) // 2  # centred on the short side, start / centre / end of the long one
+        views = [
+            frames[idx][:, y : y + crop, x : x + crop]
+            for idx in _test_indices(len(jpegs)) for x in (0, (40 - crop) // 2, 40 - crop)
+        ]
         probs = _softmax(model(np.stack(views).astype(np.float32), training=False).numpy().astype(np.float64)).mean(0)
         np.testing.assert_allclose(by_id[media_id]["scores"], probs, rtol=1e-5, atol=1e-7, err_msg=media_id)
         assert by_id[media_id]["label"] == label

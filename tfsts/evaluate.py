@@ -89,7 +89,29 @@ def load_model(config, checkpoint: str, *, config_path: str | None = None):
         raise EvaluationError(f"--checkpoint={checkpoint}: {e}") from None
     except ValueError as e:
         raise EvaluationError(f"{describe_config(config, config_path)} does not match --checkpoint={checkpoint}: {e}") from None
+    if needs_free_spatial_dims(config):
+        model = with_free_spatial_dims(model)
     return model, prefix
+
+
+def needs_free_spatial_dims(config) -> bool:
+    """True when a source evaluates at another crop size than the model is built for
+    (eval_crop_size, e.g. mmaction2's 3 x 256 crops of a model trained at 224)."""
+    from tfsts.training import datasets, modeling
+
+    shape = modeling.input_shape_for(config)
+    return any(not (datasets.eval_crop(s) == shape[1] == shape[2]) for s in config.data.sources.values())
+
+
+def with_free_spatial_dims(model):
+    """The same network and weights on [B, T, None, None, 3] input (convolutional models do
+    not depend on the frame size)."""
+    import keras
+
+    shape = model.inputs[0].shape
+    clone = keras.models.clone_model(model, input_tensors=keras.Input((shape[1], None, None, shape[4]), name=model.inputs[0].name))
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def config_for(checkpoint: str, config=None):
@@ -134,6 +156,7 @@ def view_specs(config, clip_len: int | None = None) -> dict[str, Any]:
     a co-trained model's image head can be served on video clips.
     """
     from tfsts.data import ViewSpec
+    from tfsts.training.datasets import eval_crop
 
     specs = {}
     for name, src in config.data.sources.items():
@@ -147,12 +170,12 @@ def view_specs(config, clip_len: int | None = None) -> dict[str, Any]:
             specs[name] = ViewSpec(
                 num_frames=frames, frame_interval=int(src.frame_interval), sampling=src.sampling,
                 num_clips=int(src.eval_num_clips), num_crops=int(src.eval_num_crops),
-                short_side=int(src.eval_short_side), crop_size=int(src.crop_size),
+                short_side=int(src.eval_short_side), crop_size=eval_crop(src),
             )
         else:
             specs[name] = ViewSpec(
                 num_frames=int(clip_len or 1), num_clips=1, num_crops=1,
-                short_side=max(int(src.eval_short_side), int(src.crop_size)), crop_size=int(src.crop_size),
+                short_side=max(int(src.eval_short_side), eval_crop(src)), crop_size=eval_crop(src),
             )
     return specs
 
