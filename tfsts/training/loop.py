@@ -359,6 +359,8 @@ def train(
     prefix = resume_prefix(workdir, is_chief, task_id, num_workers)
     if prefix:
         checkpoint.restore(prefix).assert_existing_objects_matched()
+        if is_chief and not config.train.eval_only:
+            logs.truncate_log(workdir, int(step.numpy()))
         if not iterator_in_checkpoint:  # replay the input position: skip the batches already used
             iterator = iter(strategy.distribute_datasets_from_function(
                 _skipping(train_data, int(step.numpy()) * steps.accum, strategy.num_replicas_in_sync)
