@@ -65,8 +65,12 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
+        if gpus:
+            return tf.distribute.MirroredStrategy([d.name for d in gpus])
+        # Logical CPUs: collective all-reduce of two strategies in one process clash
+        # ("Shape mismatch in the collective instance"); reducing to one device does not.
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
     if name == "default":
         return tf.distribute.get_strategy()
     raise config_lib.ConfigError(
