@@ -65,8 +65,12 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
+        if gpus:
+            return tf.distribute.MirroredStrategy([d.name for d in gpus])
+        # Logical CPUs: collective all-reduce of two strategies in one process clash
+        # ("Shape mismatch in the collective instance"); reducing to one device does not.
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
     if name == "default":
         return tf.distribute.get_strategy()
     raise config_lib.ConfigError(
@@ -359,6 +363,8 @@ def train(
     prefix = resume_prefix(workdir, is_chief, task_id, num_workers)
     if prefix:
         checkpoint.restore(prefix).assert_existing_objects_matched()
+        if is_chief and not config.train.eval_only:
+            logs.truncate_log(workdir, int(step.numpy()))
         if not iterator_in_checkpoint:  # replay the input position: skip the batches already used
             iterator = iter(strategy.distribute_datasets_from_function(
                 _skipping(train_data, int(step.numpy()) * steps.accum, strategy.num_replicas_in_sync)
