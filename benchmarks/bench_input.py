@@ -187,13 +187,53 @@ def online(paths: list[Path], num_frames: int, interval: int, clips: int) -> tup
         return clips / (time.perf_counter() - start), sum(cpu) * 1000 / clips
 
 
+def rss_probe(pattern: str, batches: int, shuffle_buffer: int) -> None:
+    """In a fresh process: peak RSS before and after iterating the 8x8 training pipeline."""
+    import tensorflow as tf  # noqa: F401
+
+    import tfsts.data as data
+
+    ds = data.video_dataset(pattern, training=True, batch_size=BATCH, num_frames=8, frame_interval=8, seed=0,
+                            shuffle_buffer=shuffle_buffer)
+    before = peak_rss_mb()
+    it = iter(ds)
+    for _ in range(batches):
+        next(it)
+    print(f"RSS {before:.0f} {peak_rss_mb():.0f}")
+
+
+def peak_rss_mb() -> float:
+    """VmHWM (peak RSS) of this process; unlike ru_maxrss it is not inherited across exec."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_rss(pattern: str, batches: int, shuffle_buffer: int) -> tuple[float, float]:
+    import subprocess
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, __file__, "--rss_probe", pattern, "--batches", str(batches),
+                          "--shuffle_buffer", str(shuffle_buffer)], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    line = [l for l in out.splitlines() if l.startswith("RSS ")][-1]
+    before, after = map(float, line.split()[1:])
+    return before, after
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", default=str(REPO.parent / "shared" / "testdata" / "videos"))
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "tfsts_bench_input"))
     parser.add_argument("--batches", type=int, default=24)
     parser.add_argument("--online_clips", type=int, default=48)
+    parser.add_argument("--shuffle_buffer", type=int, default=64)
+    parser.add_argument("--rss_probe", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rss_probe:
+        return rss_probe(args.rss_probe, args.batches, args.shuffle_buffer)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -230,7 +270,9 @@ def main() -> None:
     mixed = clips_per_second(data.mixture(sources, weights=[1, 1, 1], batching="mixed", seed=0), args.batches)
     per_source = clips_per_second(data.mixture(sources, weights=[1, 1, 1], batching="per_source", seed=0),
                                   args.batches)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = peak_rss_mb()
+    sizes = sorted(os.path.getsize(p) for p in video_records.glob("train-*.tfrecord"))  # one record per shard
+    probe = {buffer: measure_rss(pattern, 40, buffer) for buffer in (1, 64)}
     print(f"machine: {os.cpu_count()} cores, load average {load:.1f} at start / {os.getloadavg()[0]:.1f} at end; "
           f"{len(paths)} videos at short side 256, batch {BATCH}, crop 224; records built in {build:.0f} s; "
           f"TF {tf.__version__}")
@@ -254,7 +296,12 @@ def main() -> None:
     print(f"| mixture of 3 (8x8, uniform 8, images as 8-frame clips), mixed batches | {mixed[0]:.1f} | {mixed[1]:.2f} |")
     print(f"| same, per-source batches | {per_source[0]:.1f} | {per_source[1]:.2f} |")
     print()
-    print(f"peak RSS of the pipeline process (TensorFlow included): {rss:.0f} MB")
+    print(f"peak RSS of this benchmark process (every pipeline above, TensorFlow included): {rss:.0f} MB")
+    print(f"records: largest {sizes[-1] / 2**20:.1f} MB, median {sizes[len(sizes) // 2] / 2**20:.1f} MB "
+          f"({len(sizes)} records, one per shard)")
+    for buffer, (before, after) in probe.items():
+        print(f"fresh process, 8x8 training pipeline, shuffle_buffer={buffer}: peak RSS {before:.0f} MB after "
+              f"building it, {after:.0f} MB after 40 batches (+{after - before:.0f} MB)")
 
 
 if __name__ == "__main__":
