@@ -225,3 +225,13 @@ def test_image_pretraining_then_video_finetuning_starts_from_pretrained_weights(
             np.testing.assert_array_equal(a, b)
     result = _train(fine, tmp_path / "fine")
     assert result.init_report["skipped"] == ["head"] and result.step == 1
+
+
+@pytest.mark.slow  # XLA compile on CPU
+def test_xla_matches_the_plain_graph(tmp_path):
+    c = tiny_config(steps=2)
+    _train(c, tmp_path / "plain")
+    c.train.jit_compile = True
+    _train(c, tmp_path / "xla")
+    for a, b in zip(model_weights(_final_model(c, tmp_path / "plain")), model_weights(_final_model(c, tmp_path / "xla"))):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
