@@ -32,7 +32,6 @@ from tfsts.layers.normalization import NORMALIZATION_LAYER
 from tfsts.models import inflation as _inflation_lib
 from tfsts.models.blocks import classification_head, count_params
 from tfsts.models.cards import CARDS, ModelCard, available_models, model_card
-from tfsts.models.graph import normalised_copy
 from tfsts.models.inflation import InflationError, InflationReport, NoImageCounterpartError, inflate
 
 ModelSpec = ModelCard  # the former name of a model's record
@@ -172,12 +171,15 @@ def _backbone_for(name, input_shape, sts, weights, inflation, overrides):
     weights). Inflation waits so that build_model can add its heads first."""
     card = model_card(name)
     source = _source_for_weights(card, weights, inflation, overrides)
+    if "normalization" in overrides:
+        raise ValueError(
+            f"{name}: normalization is not a build argument: every model normalises in its card's mode, or in "
+            "its 2D source's when built with weights= (the input contract, README 'Model zoo')."
+        )
     kwargs = _builder_kwargs(card, sts, source is not None, overrides)
+    kwargs["normalization"] = source.preprocessing if source is not None else card.normalization
     shape = tuple(input_shape or card.input_shape)
-    backbone = _build_family_backbone(card, shape, kwargs)
-    mode = source.preprocessing if source is not None else card.normalization
-    # Fresh layers, initialised anew (no weights to keep yet): the family builder's graph is dropped.
-    return normalised_copy(backbone, mode, copy_weights=False), source
+    return _build_family_backbone(card, shape, kwargs), source
 
 
 def build_backbone(

@@ -15,11 +15,28 @@ import numpy as np
 from keras import ops
 
 from tfsts.layers import STSConv3D
+from tfsts.layers.normalization import InputNormalization
 from tfsts.layers.sts_conv import conv_output_length, symmetric_pads
 
 # PyTorch's BatchNorm3d defaults (momentum 0.1 there is 0.9 here).
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
+
+
+def clip_input(input_shape: Sequence[int], normalization: str | None):
+    """The model input `clip` and the tensor the family starts from.
+
+    Every family builder begins here, so the input contract (RGB 0..255 in, the
+    `input_normalization` layer first) is written once. `normalization` is an
+    `InputNormalization` mode ("torch", "caffe", ...); None leaves the input as it is
+    (a raw family graph, for tests of the builders themselves).
+
+    Returns:
+        (inputs, x): the `keras.Input` and `x`, the normalised input (or `inputs`).
+    """
+    inputs = keras.Input(tuple(input_shape), name="clip")
+    x = inputs if normalization is None else InputNormalization(normalization)(inputs)
+    return inputs, x
 
 
 def batch_norm(x, name: str, epsilon: float = BN_EPSILON, gamma_zero: bool = False):

@@ -39,6 +39,7 @@ from typing import Sequence
 
 import keras
 
+from tfsts.models.blocks import clip_input
 from tfsts.models.resnet_core import Stage, bottleneck_block, resnet_stages, stem
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -97,6 +98,7 @@ def csn_backbone(
     temporal_strides: Sequence[int] | None = None,
     spatial_strides: Sequence[int] = (1, 2, 2, 2),
     stage_blocks: Sequence[int] | None = None,
+    normalization: str | None = None,
 ) -> keras.Model:
     """ir-/ip-CSN features before global pooling ([B, T', H/32, W/32, 2048]).
 
@@ -115,7 +117,7 @@ def csn_backbone(
         temporal_strides = STS_TEMPORAL_STRIDES if sts else BASELINE_TEMPORAL_STRIDES
     blocks = tuple(stage_blocks) if stage_blocks is not None else STAGE_BLOCKS[depth]
     stages = csn_stages(blocks, temporal_strides, spatial_strides)
-    inputs = keras.Input(tuple(input_shape), name="clip")
-    x = stem(inputs, conv1_t_size=3, pool1_t_size=1, pool1_t_stride=1, bn_epsilon=BN_EPSILON)
+    inputs, clip = clip_input(input_shape, normalization)
+    x = stem(clip, conv1_t_size=3, pool1_t_size=1, pool1_t_stride=1, bn_epsilon=BN_EPSILON)
     x = resnet_stages(x, stages, block="bottleneck", **_block_options(mode, sts, sts_variant))
     return keras.Model(inputs, x, name=name)

@@ -24,7 +24,7 @@ from typing import Sequence
 import keras
 
 from tfsts.layers import STSConv3D
-from tfsts.models.blocks import BN_EPSILON, batch_norm, conv_bn
+from tfsts.models.blocks import BN_EPSILON, batch_norm, clip_input, conv_bn
 from tfsts.models.resnet_core import stem
 
 DENSENET3D_BLOCKS: dict[int, tuple[int, int, int, int]] = {
@@ -80,6 +80,7 @@ def densenet3d_backbone(
     transition_t_stride: int = 2,
     block_t_size: int = 3,
     bn_epsilon: float = BN_EPSILON,
+    normalization: str | None = None,
 ) -> keras.Model:
     """Hara et al.'s 3D DenseNet-BC (depth 121, 169, 201 or 264).
 
@@ -107,9 +108,9 @@ def densenet3d_backbone(
         raise ValueError(f"block_config must be 4 positive ints (dense layers per block); got {block_config}.")
     if block_t_size < 1 or block_t_size % 2 == 0:
         raise ValueError(f"block_t_size must be odd (symmetric padding); got {block_t_size}.")
-    inputs = keras.Input(tuple(input_shape), name="clip")
+    inputs, clip = clip_input(input_shape, normalization)
     x = stem(
-        inputs,
+        clip,
         filters=num_init_features,
         conv1_t_size=conv1_t_size,
         conv1_t_stride=conv1_t_stride,

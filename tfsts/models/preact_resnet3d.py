@@ -24,7 +24,7 @@ from typing import Sequence
 import keras
 
 from tfsts.layers import STSConv3D
-from tfsts.models.blocks import batch_norm, conv_bn
+from tfsts.models.blocks import batch_norm, clip_input, conv_bn
 from tfsts.models.resnet3d import RESNET3D_DEPTHS
 from tfsts.models.resnet_core import SHORTCUT_TYPES, shortcut, stem
 
@@ -69,6 +69,7 @@ def preact_resnet3d_backbone(
     no_max_pool: bool = False,
     block_t_size: int = 3,
     post_activation: bool = False,
+    normalization: str | None = None,
 ) -> keras.Model:
     """Hara et al.'s pre-activation 3D ResNet (any depth of the 3D ResNet table;
     BasicBlock below 50). Shortcut "B" is the reference default for every depth.
@@ -86,8 +87,8 @@ def preact_resnet3d_backbone(
     bottleneck = block == "bottleneck"
     expansion = 4 if bottleneck else 1
 
-    inputs = keras.Input(tuple(input_shape), name="clip")
-    x = stem(inputs, conv1_t_size=conv1_t_size, conv1_t_stride=conv1_t_stride, no_max_pool=no_max_pool)
+    inputs, clip = clip_input(input_shape, normalization)
+    x = stem(clip, conv1_t_size=conv1_t_size, conv1_t_stride=conv1_t_stride, no_max_pool=no_max_pool)
     for stage_index, planes in enumerate((64, 128, 256, 512)):
         for i in range(blocks[stage_index]):
             strides = (2, 2, 2) if (stage_index > 0 and i == 0) else (1, 1, 1)

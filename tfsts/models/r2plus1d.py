@@ -37,7 +37,7 @@ from typing import Sequence
 
 import keras
 
-from tfsts.models.blocks import conv_bn
+from tfsts.models.blocks import clip_input, conv_bn
 from tfsts.models import resnet_core
 from tfsts.models.resnet_core import Stage, mid_channels, resnet_stages
 
@@ -78,6 +78,7 @@ def r2plus1d_backbone(
     temporal_strides: Sequence[int] = (1, 2, 2, 2),
     spatial_strides: Sequence[int] = (1, 2, 2, 2),
     stage_blocks: Sequence[int] | None = None,
+    normalization: str | None = None,
 ) -> keras.Model:
     """R(2+1)D features before global pooling ([B, T / 8, H / 16, W / 16, 512] with
     the default strides).
@@ -92,8 +93,8 @@ def r2plus1d_backbone(
         raise ValueError(f"R(2+1)D depth must be one of {sorted(STAGE_BLOCKS)}; got {depth}.")
     blocks = tuple(stage_blocks) if stage_blocks is not None else STAGE_BLOCKS[depth]
     stages = r2plus1d_stages(blocks, temporal_strides, spatial_strides)
-    inputs = keras.Input(tuple(input_shape), name="clip")
-    x = conv_bn(inputs, STEM_MID_CHANNELS, (1, 7, 7), "conv1_spatial", strides=(1, 2, 2), bn_epsilon=BN_EPSILON)
+    inputs, clip = clip_input(input_shape, normalization)
+    x = conv_bn(clip, STEM_MID_CHANNELS, (1, 7, 7), "conv1_spatial", strides=(1, 2, 2), bn_epsilon=BN_EPSILON)
     x = conv_bn(x, 64, (3, 1, 1), "conv1_temporal", bn_epsilon=BN_EPSILON)
     x = resnet_stages(
         x, stages, block="basic", factorized=True, sts=sts, sts_case="C", sts_variant=sts_variant, bn_epsilon=BN_EPSILON

@@ -31,7 +31,7 @@ from typing import Sequence
 
 import keras
 
-from tfsts.models.blocks import BN_EPSILON
+from tfsts.models.blocks import BN_EPSILON, clip_input
 from tfsts.models.resnet_core import (
     SHORTCUT_TYPES,
     Stage,
@@ -114,6 +114,7 @@ def build_resnet3d(
     stride_layout: str = "3x3",
     conv_bias: bool = False,
     bn_epsilon: float = BN_EPSILON,
+    normalization: str | None = None,
 ) -> keras.Model:
     """General post-activation 3D ResNet (shared by ResNet, wide ResNet and ResNeXt).
 
@@ -132,9 +133,9 @@ def build_resnet3d(
         raise ValueError("a bottleneck network needs `widths`.")
     stages = hara_stages(blocks, filters, widths, groups, stage_t_strides, block_t_size)
     layout = dict(conv_bias=conv_bias, bn_epsilon=bn_epsilon)
-    inputs = keras.Input(tuple(input_shape), name="clip")
+    inputs, clip = clip_input(input_shape, normalization)
     x = stem(
-        inputs, filters=stem_filters, conv1_t_size=conv1_t_size, conv1_t_stride=conv1_t_stride,
+        clip, filters=stem_filters, conv1_t_size=conv1_t_size, conv1_t_stride=conv1_t_stride,
         no_max_pool=no_max_pool, pool1_t_size=pool1_t_size, pool1_t_stride=pool1_t_stride, **layout,
     )
     if block == "bottleneck":
@@ -160,6 +161,7 @@ def resnet3d_backbone(
     stride_layout: str = "3x3",
     conv_bias: bool = False,
     bn_epsilon: float = BN_EPSILON,
+    normalization: str | None = None,
 ) -> keras.Model:
     """Hara et al.'s 3D ResNet (master `models/resnet.py`; CVPR2018 branch for shortcut A).
 
@@ -211,6 +213,7 @@ def resnet3d_backbone(
         stride_layout=stride_layout,
         conv_bias=conv_bias,
         bn_epsilon=bn_epsilon,
+        normalization=normalization,
     )
 
 

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import keras
 
-from tfsts.models.blocks import BN_EPSILON, MaxPool3D
+from tfsts.models.blocks import BN_EPSILON, MaxPool3D, clip_input
 from tfsts.models.resnet_core import Stage, check_stride_layout, resnet_stages, stem
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -67,6 +67,7 @@ def slowonly_backbone(
     stride_layout: str = "3x3",
     conv_bias: bool = False,
     bn_epsilon: float = BN_EPSILON,
+    normalization: str | None = None,
 ) -> keras.Model:
     """SlowOnly (Feichtenhofer et al. 2019): temporal convs only in conv4/conv5, the
     stages the reference turns to STS. stride_layout: "3x3" (pytorchvideo) or "1x1"
@@ -75,8 +76,8 @@ def slowonly_backbone(
         sts=sts, sts_variant=sts_variant, stride_layout=stride_layout, conv_bias=conv_bias, bn_epsilon=bn_epsilon,
         name=name,
     )
-    inputs = keras.Input(tuple(input_shape), name="clip")
-    x = stem(inputs, conv1_t_size=1, pool1_t_size=1, pool1_t_stride=1, conv_bias=conv_bias, bn_epsilon=bn_epsilon)
+    inputs, clip = clip_input(input_shape, normalization)
+    x = stem(clip, conv1_t_size=1, pool1_t_size=1, pool1_t_stride=1, conv_bias=conv_bias, bn_epsilon=bn_epsilon)
     x = resnet_stages(x, slow_stages(depth, SLOWONLY_CONV_A), block="bottleneck", **options)
     return keras.Model(inputs, x, name=name)
 
@@ -91,6 +92,7 @@ def i3d_backbone(
     stride_layout: str = "3x3",
     conv_bias: bool = False,
     bn_epsilon: float = BN_EPSILON,
+    normalization: str | None = None,
 ) -> keras.Model:
     """I3D-R50 as pytorchvideo's `i3d_r50`: 5x7x7 stem, temporal first convs
     alternating per block, a 2x1x1 temporal max pool after conv2. The reference has
@@ -100,8 +102,8 @@ def i3d_backbone(
         name=name,
     )
     stages = slow_stages(depth, I3D_CONV_A)
-    inputs = keras.Input(tuple(input_shape), name="clip")
-    x = stem(inputs, conv1_t_size=5, pool1_t_size=1, pool1_t_stride=1, conv_bias=conv_bias, bn_epsilon=bn_epsilon)
+    inputs, clip = clip_input(input_shape, normalization)
+    x = stem(clip, conv1_t_size=5, pool1_t_size=1, pool1_t_stride=1, conv_bias=conv_bias, bn_epsilon=bn_epsilon)
     x = resnet_stages(x, stages[:1], block="bottleneck", **options)
     x = MaxPool3D((2, 1, 1), (2, 1, 1), name="pool2_pool")(x)
     x = resnet_stages(x, stages[1:], block="bottleneck", first=3, **options)

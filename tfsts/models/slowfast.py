@@ -17,7 +17,7 @@ from typing import Sequence
 
 import keras
 
-from tfsts.models.blocks import BN_EPSILON, Subsample, conv_bn
+from tfsts.models.blocks import BN_EPSILON, Subsample, clip_input, conv_bn
 from tfsts.models.resnet_core import resnet_stage, stem
 from tfsts.models.slow import SLOWONLY_CONV_A, block_options, slow_stages
 
@@ -43,6 +43,7 @@ def slowfast_backbone(
     stride_layout: str = "3x3",
     conv_bias: bool = False,
     bn_epsilon: float = BN_EPSILON,
+    normalization: str | None = None,
 ) -> keras.Model:
     """Returns a model with two outputs: [slow features, fast features].
 
@@ -58,10 +59,10 @@ def slowfast_backbone(
     slow_specs = slow_stages(depth, SLOWONLY_CONV_A)
     fast_specs = slow_stages(depth, FAST_CONV_A, width=64 // beta_inv)
     stem_options = dict(pool1_t_size=1, pool1_t_stride=1, conv_bias=conv_bias, bn_epsilon=bn_epsilon)
-    inputs = keras.Input(tuple(input_shape), name="clip")
-    slow_in = Subsample((alpha, 1, 1), name="slow_subsample")(inputs)
+    inputs, clip = clip_input(input_shape, normalization)
+    slow_in = Subsample((alpha, 1, 1), name="slow_subsample")(clip)
     slow = stem(slow_in, filters=64, conv1_t_size=1, prefix="slow_", **stem_options)
-    fast = stem(inputs, filters=64 // beta_inv, conv1_t_size=5, prefix="fast_", **stem_options)
+    fast = stem(clip, filters=64 // beta_inv, conv1_t_size=5, prefix="fast_", **stem_options)
     slow = _fuse(slow, fast, alpha=alpha, kernel=fusion_kernel, name="fuse1")
 
     # The pathways advance stage by stage and fuse after conv2..conv4.

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import keras
 
+from tfsts.models.blocks import clip_input
+
 # keras-cv's Swin block calls its attention layer as `attn(x, mask=attn_mask)`: the
 # shifted-window attention mask, a plain call argument. Keras reads `mask=` as a
 # Keras mask and warns, once per shifted block, that the layer "does not support
@@ -40,6 +42,7 @@ def videoswin_backbone(
     patch_size: Sequence[int] = (2, 4, 4),
     window_size: Sequence[int] = (8, 7, 7),
     drop_path_rate: float = 0.1,
+    normalization: str | None = None,
 ) -> keras.Model:
     """Features [B, T/2, H/32, W/32, C] of keras-cv's VideoSwinBackbone."""
     try:
@@ -50,7 +53,7 @@ def videoswin_backbone(
         ) from err
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}; got {size!r}.")
-    inputs = keras.Input(tuple(input_shape), name="clip")
+    inputs, clip = clip_input(input_shape, normalization)
     swin = VideoSwinBackbone(
         input_shape=tuple(input_shape),
         patch_size=list(patch_size),
@@ -60,4 +63,4 @@ def videoswin_backbone(
         name=f"{name}_swin",
         **SIZES[size],
     )
-    return keras.Model(inputs, swin(inputs), name=name)
+    return keras.Model(inputs, swin(clip), name=name)

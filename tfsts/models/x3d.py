@@ -38,7 +38,7 @@ from typing import Mapping, Sequence
 import keras
 
 from tfsts.layers import STSConv3D
-from tfsts.models.blocks import add_and_relu, batch_norm, conv_bn
+from tfsts.models.blocks import add_and_relu, batch_norm, clip_input, conv_bn
 
 BN_EPSILON = 1e-5
 # Depth factor per variant (width factor 2.0, bottleneck factor 2.25 for all).
@@ -137,6 +137,7 @@ def x3d_backbone(
     sts: bool = True,
     sts_variant: str = "reference",
     stage_blocks: Sequence[int] | None = None,
+    normalization: str | None = None,
 ) -> keras.Model:
     """X3D features before the head ([B, T, H/32, W/32, 192]); conv5 1x1x1 and the
     pooling are in `x3d_head`, as in pytorchvideo.
@@ -145,9 +146,9 @@ def x3d_backbone(
         fast structural tests).
     """
     stages = stage_config(variant, stage_blocks)
-    inputs = keras.Input(tuple(input_shape), name="clip")
+    inputs, clip = clip_input(input_shape, normalization)
     stem_width = round_width(STEM_WIDTH_BASE, WIDTH_FACTOR)
-    x = STSConv3D(stem_width, (1, 3, 3), strides=(1, 2, 2), sts=False, name="conv1_spatial_conv")(inputs)
+    x = STSConv3D(stem_width, (1, 3, 3), strides=(1, 2, 2), sts=False, name="conv1_spatial_conv")(clip)
     x = STSConv3D(stem_width, (5, 1, 1), groups=stem_width, sts=False, name="conv1_temporal_conv")(x)
     x = batch_norm(x, "conv1_bn", epsilon=BN_EPSILON)
     x = keras.layers.Activation("relu", name="conv1_relu")(x)
