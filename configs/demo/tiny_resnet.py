@@ -7,9 +7,9 @@ Run:
 
 Recipe: 8 frames x 2 at 64 x 64, global batch 8 (one CPU; the lr 0.05 is for batch 8 and scales
 linearly), SGD momentum 0.9, wd 1e-4, 10 warm-up steps then cosine, 200 steps, validation every
-100 steps. Expected: the training loss falls from about ln(4) = 1.39 to well below 0.5 and the
-validation top-1 reaches 1.0 on the 8 held-out videos (measured on this machine; the demo
-videos are easy by construction).
+100 steps. Expected (measured here, 2 busy cores, about 2 min): the mean training loss of
+steps 1-10 is 1.29, of steps 181-190 0.09; validation top-1 0.75 at step 100 and 1.0 at step
+200 on the 8 held-out videos (the demo videos are easy by construction).
 """
 from tfsts.training.config import base_config, source
 
