@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import numbers
 import os
 from typing import Any, Mapping
 
@@ -59,7 +60,7 @@ def load_model(path: str, **kwargs) -> keras.Model:
 
 
 def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
 
 
 def check_num_classes(num_classes: Any) -> None:
