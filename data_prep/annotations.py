@@ -36,9 +36,32 @@ class Annotations:
         return len(self.items) + len(self.failures)
 
 
+# --- Inputs named by flags -------------------------------------------------------------------
+def require_file(path: str, flag: str) -> str:
+    """path, or an InputError naming the flag it came from when it is not a readable file."""
+    if not os.path.exists(path):
+        raise InputError(f"{flag}: no such file {path}")
+    if os.path.isdir(path):
+        raise InputError(f"{flag}: {path} is a directory; give the file")
+    return path
+
+
+def require_dir(path: str, flag: str) -> str:
+    if not os.path.isdir(path):
+        what = "is a file, not a directory" if os.path.exists(path) else "does not exist"
+        raise InputError(f"{flag}: {path} {what}")
+    return path
+
+
+def extensions_text(extensions: Sequence[str] = VIDEO_EXTENSIONS) -> str:
+    """'.mp4, .webm, ...': every accepted extension, for "missing" messages."""
+    return ", ".join(extensions)
+
+
 # --- Label maps ----------------------------------------------------------------------------
-def load_label_map(path: str) -> list[str]:
+def load_label_map(path: str, flag: str = "--label_map") -> list[str]:
     """Class names by index from a .txt (one per line) or .json ({name: index}) file."""
+    require_file(path, flag)
     with open(path, encoding="utf-8") as f:
         text = f.read()
     if path.endswith(".json"):

@@ -58,6 +58,9 @@ class Clip:
     rotation: int  # degrees counter-clockwise applied to the coded frames
     start_us: int  # clip position in the source file
     end_us: int
+    # (kind, reason) when the clip is shorter than asked: "truncated" (the file ends before the
+    # duration it declares: a cut download) or "short" (the file ends inside the annotation window).
+    incomplete: tuple[str, str] | None = None
 
 
 # --- Opening and classifying -----------------------------------------------------------
@@ -93,14 +96,90 @@ def looks_like_video_container(head: bytes) -> bool:
     )
 
 
+def _read_vint(data: bytes, at: int, keep_marker: bool) -> tuple[int | None, int]:
+    """(value, length) of an EBML variable-length integer; value None for 'unknown size'."""
+    if at >= len(data) or data[at] == 0:
+        return None, 0
+    length = 9 - data[at].bit_length()
+    if at + length > len(data):
+        return None, 0
+    value = int.from_bytes(data[at : at + length], "big")
+    if not keep_marker:
+        value &= (1 << (7 * length)) - 1
+        if value == (1 << (7 * length)) - 1:
+            return None, length  # all ones: size unknown (live WebM)
+    return value, length
+
+
+def container_cut_short(path: str) -> str | None:
+    """Why the file is shorter than its own container structure says, or None.
+
+    A cut download ends inside a box (MP4/MOV), the Matroska/WebM segment or the AVI RIFF
+    chunk whose size the header states; FFmpeg then reports "Invalid data" (an MP4 whose
+    moov came after the cut) or returns fewer frames, so this is how "truncated" is told
+    from "corrupt".
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot"):
+                offset = 0
+                while offset + 8 <= size:
+                    f.seek(offset)
+                    header = f.read(16)
+                    box_size, box_type = int.from_bytes(header[:4], "big"), header[4:8]
+                    if box_size == 1 and len(header) == 16:
+                        box_size = int.from_bytes(header[8:16], "big")
+                    if box_size == 0:
+                        return None  # extends to the end of the file by definition
+                    if box_size < 8:
+                        return None  # not a box structure we understand: let FFmpeg judge
+                    if offset + box_size > size:
+                        name = box_type.decode("latin-1")
+                        return f"the file has {size:,} bytes but its '{name}' box ends at byte {offset + box_size:,}"
+                    offset += box_size
+                return None
+    except OSError:
+        return None
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        declared = int.from_bytes(head[4:8], "little") + 8
+        if declared > size:
+            return f"the file has {size:,} bytes but its RIFF header declares {declared:,}"
+        return None
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        header_size, length = _read_vint(head, 4, keep_marker=False)
+        if header_size is None:
+            return None
+        at = 4 + length + header_size
+        if head[at : at + 4] != b"\x18\x53\x80\x67":
+            return None
+        segment_size, length = _read_vint(head, at + 4, keep_marker=False)
+        if segment_size is None:
+            return None
+        declared = at + 4 + length + segment_size
+        if declared > size:
+            return f"the file has {size:,} bytes but its Matroska segment declares {declared:,}"
+    return None
+
+
+def _corrupt_or_truncated(path: str, reason: str) -> DecodeError:
+    cut = container_cut_short(path)
+    if cut:
+        return DecodeError("truncated", f"{cut}, a cut download ({reason})")
+    return DecodeError("corrupt", reason)
+
+
 def open_video(path: str) -> tuple[Any, Any]:
     """(container, first video stream) or DecodeError with the failure kind."""
     head = check_file(path)
     try:
         container = av.open(path, metadata_errors="ignore")
     except av.FFmpegError as e:
-        kind = "corrupt" if looks_like_video_container(head) else "not_video"
-        raise DecodeError(kind, f"FFmpeg cannot open it: {_ffmpeg_message(e)}") from None
+        reason = f"FFmpeg cannot open it: {_ffmpeg_message(e)}"
+        if looks_like_video_container(head):
+            raise _corrupt_or_truncated(path, reason) from None
+        raise DecodeError("not_video", reason) from None
     except OSError as e:
         raise DecodeError("unreadable", f"cannot open: {e.strerror or e}") from None
     try:
@@ -313,43 +392,65 @@ def iter_video(
         info["clip_end"] = None if state.last_time is None or origin is None else (
             state.last_time + state.last_duration - origin
         )
+        info["eof"] = state.eof
+        info["frame_duration"] = default_duration
         if state.eof:
-            _check_complete(container, stream, state)
+            info["truncated"] = _shortfall(path, container, stream, state, default_duration)
     except av.DecoderNotFoundError:
         raise DecodeError("unsupported_codec", "FFmpeg has no decoder for the video codec") from None
     except av.FFmpegError as e:
-        raise DecodeError("corrupt", f"decoding failed: {_ffmpeg_message(e)}") from None
+        raise _corrupt_or_truncated(path, f"decoding failed: {_ffmpeg_message(e)}") from None
     finally:
         container.close()
 
 
-def _check_complete(container: Any, stream: Any, state: _StreamState) -> None:
-    """Flag files whose frames stop well before the duration they declare (cut downloads).
+def _shortfall(path: str, container: Any, stream: Any, state: _StreamState, frame_duration: float) -> str | None:
+    """Why the decoded frames stop before the file's end, or None: the container structure
+    is cut (see container_cut_short), or the frames end before the stated duration.
 
     The video stream's own duration is trusted more than the container's (which may be
-    the audio's), hence the looser tolerance for the latter.
+    the audio's), hence the looser tolerance for the latter. Tolerances are a few frames:
+    the real test files end within 1.5 frames of what they declare.
     """
+    cut = container_cut_short(path)
+    if cut:
+        return f"{cut}, a cut download"
     if state.last_time is None:
-        return
+        return None
     decoded_end = state.last_time + state.last_duration
     if stream.duration:
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         declared = start + float(stream.duration * stream.time_base)
-        tolerance = max(0.5, 0.1 * declared)
+        tolerance = max(0.1, 2 * frame_duration)
     elif container.duration:
         start = container.start_time / 1e6 if container.start_time is not None else 0.0
         declared = start + container.duration / 1e6
-        tolerance = max(1.0, 0.2 * declared)
+        tolerance = max(0.25, 3 * frame_duration)
     else:
-        return
+        return None
     if declared - decoded_end > tolerance:
-        raise DecodeError(
-            "truncated", f"frames end at {decoded_end:.2f} s but the file declares {declared:.2f} s"
-        )
+        return f"frames end at {decoded_end:.2f} s but the file declares {declared:.2f} s"
+    return None
 
 
-def decode_video(path: str, options: FrameOptions, start: float | None = None, end: float | None = None) -> Clip:
-    """The whole clip (or [start, end) of the file, in seconds) as JPEG frames."""
+SHORT_CLIP_POLICIES = ("fail", "keep")
+
+
+def decode_video(
+    path: str,
+    options: FrameOptions,
+    start: float | None = None,
+    end: float | None = None,
+    short_clips: str = "fail",
+) -> Clip:
+    """The whole clip (or [start, end) of the file, in seconds) as JPEG frames.
+
+    A clip shorter than asked (a cut file: "truncated"; a window past the file's end:
+    "short") raises DecodeError with that kind when ``short_clips="fail"``; with "keep" it
+    is returned with ``Clip.incomplete`` set, so the caller can keep it and say so.
+    """
+    if short_clips not in SHORT_CLIP_POLICIES:
+        raise ValueError(f"short_clips={short_clips!r}: use one of {SHORT_CLIP_POLICIES}")
     if start is not None and end is not None and end <= start:
         raise DecodeError("no_frames", f"empty time window [{start}, {end})")
     info: dict[str, Any] = {}
@@ -370,6 +471,20 @@ def decode_video(path: str, options: FrameOptions, start: float | None = None, e
             covered = min(covered, end - start)
         if not frame_rate:
             frame_rate = len(frames) / covered if covered > 0 else 0.0
+    incomplete = None
+    if info.get("truncated"):
+        incomplete = ("truncated", info["truncated"])
+    elif start is not None and end is not None and info.get("eof") and info.get("clip_end") is not None:
+        wanted = end - start
+        tolerance = max(0.1, 2 * info["frame_duration"])
+        if info["clip_end"] < wanted - tolerance:
+            incomplete = (
+                "short",
+                f"asked [{start:g}, {end:g}) s but the file ends at {start + info['clip_end']:.2f} s: "
+                f"{info['clip_end']:.2f} of {wanted:g} s",
+            )
+    if incomplete and short_clips == "fail":
+        raise DecodeError(*incomplete)
     origin = info["origin"] or 0.0
     start_us = round(max(origin, 0.0) * 1e6)
     return Clip(
@@ -383,6 +498,7 @@ def decode_video(path: str, options: FrameOptions, start: float | None = None, e
         rotation=info["rotation"],
         start_us=start_us,
         end_us=start_us + round(covered * 1e6),
+        incomplete=incomplete,
     )
 
 

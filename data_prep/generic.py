@@ -8,6 +8,9 @@ a ``.csv`` file has ``path,label`` rows (an optional ``path,label`` header is sk
 Labels are class indices when all of them are integers (names come from --label_map when
 given), class names otherwise (indices from --label_map, else the sorted names). Paths
 must be relative to the root and stay inside it.
+
+Flags: --help lists this command's flags and the common ones. Apache Beam pipeline options
+(--runner=..., --direct_running_mode=...) pass through; any other unknown flag is an error.
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from typing import Callable, Mapping, Sequence
 from data_prep.annotations import (
     Annotations,
     load_label_map,
+    require_dir,
+    require_file,
     row_failure,
     safe_relative_path,
     split_kept_and_duplicates,
@@ -148,19 +153,17 @@ def path_exists(root: str, path: str) -> bool:
     return os.path.lexists(os.path.join(root, path))
 
 
-def read_lists(lists: Mapping[str, str]) -> tuple[dict[str, list[Row]], dict[str, list[str]]]:
+def read_lists(lists: Mapping[str, str], flag: str = "--annotations") -> tuple[dict[str, list[Row]], dict[str, list[str]]]:
     rows, bad = {}, {}
     for split, path in lists.items():
-        rows[split], bad[split] = read_list(path)
+        rows[split], bad[split] = read_list(require_file(path, f"{flag} ({split}=)"))
     return rows, bad
 
 
 def prepare(lists: Mapping[str, str], videos_root: str, config: RunConfig, label_map: str | None = None) -> RunResult:
     """Read {split: list file}, convert the listed videos."""
-    videos_root = os.path.abspath(videos_root)
-    if not os.path.isdir(videos_root):
-        raise FileNotFoundError(f"--videos_root {videos_root} is not a directory")
-    rows, bad = read_lists(lists)
+    videos_root = require_dir(os.path.abspath(videos_root), "--videos_root")
+    rows, bad = read_lists(lists, "--annotations")
     labels = load_label_map(label_map) if label_map else None
     annotations = list_annotations(rows, {s: videos_root for s in lists}, path_exists, labels, bad)
     config = dataclasses.replace(config, inputs={
@@ -186,6 +189,7 @@ def define_flags() -> None:
     from data_prep import cli
 
     cli.define_common_flags()
+    cli.show_common_flags_in_help()
     flags.DEFINE_string(
         "annotations", None, "SPLIT=FILE[,SPLIT=FILE...], or one FILE with --split; .csv = 'path,label'.",
         required=True,

@@ -9,6 +9,9 @@ Tree form: ``root/class_name/**/*.JPEG``; classes are the sorted folder names (o
 splits) unless --label_map is given. List form: like data_prep.generic. Plain RGB/grey
 JPEGs are stored byte for byte by default (--short_side=0); anything else (PNG, CMYK,
 EXIF-rotated, or any image with --short_side) is converted to an RGB JPEG.
+
+Flags: --help lists this command's flags and the common ones. Apache Beam pipeline options
+(--runner=..., --direct_running_mode=...) pass through; any other unknown flag is an error.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import dataclasses
 import os
 from typing import Mapping, Sequence
 
-from data_prep.annotations import IMAGE_EXTENSIONS, Annotations, list_files, load_label_map
+from data_prep.annotations import IMAGE_EXTENSIONS, Annotations, list_files, load_label_map, require_dir
 from data_prep.generic import Row, list_annotations, path_exists, read_lists
 from data_prep.items import InputError
 from data_prep.pipeline import RunConfig, RunResult, run
@@ -51,8 +54,7 @@ def image_annotations(
 def prepare_trees(trees: Mapping[str, str], config: RunConfig, label_map: str | None = None) -> RunResult:
     trees = {s: os.path.abspath(r) for s, r in trees.items()}
     for split, root in trees.items():
-        if not os.path.isdir(root):
-            raise FileNotFoundError(f"image folder for split {split} not found: {root}")
+        require_dir(root, f"--trees ({split}=)")
     rows = tree_rows(trees)
     labels = load_label_map(label_map) if label_map else sorted({t for r in rows.values() for _, _, t in r})
     annotations = image_annotations(rows, trees, labels)
@@ -64,8 +66,8 @@ def prepare_trees(trees: Mapping[str, str], config: RunConfig, label_map: str | 
 def prepare_lists(
     lists: Mapping[str, str], images_root: str, config: RunConfig, label_map: str | None = None
 ) -> RunResult:
-    images_root = os.path.abspath(images_root)
-    rows, bad = read_lists(lists)
+    images_root = require_dir(os.path.abspath(images_root), "--images_root")
+    rows, bad = read_lists(lists, "--lists")
     labels = load_label_map(label_map) if label_map else None
     annotations = image_annotations(rows, {s: images_root for s in lists}, labels, bad)
     config = dataclasses.replace(config, inputs={
@@ -97,6 +99,7 @@ def define_flags() -> None:
     from data_prep import cli
 
     cli.define_common_flags(short_side=0, shard_size=1024)
+    cli.show_common_flags_in_help()
     flags.DEFINE_string("trees", None, "SPLIT=DIR[,SPLIT=DIR...]: ImageNet-style class folders.")
     flags.DEFINE_string("lists", None, "SPLIT=FILE[,...]: 'relative/path label' lines (or .csv path,label).")
     flags.DEFINE_string("split", "train", "Split name for a single --trees/--lists value without SPLIT=.")

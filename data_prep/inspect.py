@@ -52,12 +52,20 @@ def describe(record: bytes) -> dict[str, Any]:
     return {"header": header, "encoded": [features[schema.IMAGE_ENCODED].numpy()], "timestamps": [0]}
 
 
+def pick_frames(count: int, max_frames: int) -> list[int]:
+    """min(max_frames, count) frame indices spread evenly over all ``count`` frames, first
+    and last included (every frame when the clip has no more than max_frames)."""
+    wanted = min(max_frames, count)
+    if wanted <= 1:
+        return [0] if count else []
+    return [round(i * (count - 1) / (wanted - 1)) for i in range(wanted)]
+
+
 def contact_sheet(record: bytes, max_frames: int = 16, columns: int = 4, tile_height: int = 160) -> Image.Image:
     """The sheet as a PIL image."""
     info = describe(record)
     encoded, stamps = info["encoded"], info["timestamps"]
-    count = len(encoded)
-    chosen = sorted({round(i * (count - 1) / max(max_frames - 1, 1)) for i in range(min(max_frames, count))})
+    chosen = pick_frames(len(encoded), max_frames)
     tiles = []
     for index in chosen:
         image = Image.open(io.BytesIO(encoded[index])).convert("RGB")
@@ -98,7 +106,9 @@ def main(argv: list[str]) -> int:
         return 1
     sheet = contact_sheet(record, options.max_frames, options.columns, options.tile_height)
     sheet.save(options.out)
-    print("\n".join(describe(record)["header"]))
+    info = describe(record)
+    print("\n".join(info["header"]))
+    print("frames shown: " + ", ".join(f"#{i}" for i in pick_frames(len(info["encoded"]), options.max_frames)))
     print(f"wrote {options.out} ({sheet.width}x{sheet.height})")
     return 0
 

@@ -21,7 +21,14 @@ FAILURE_HINTS: dict[str, str] = {
         "FFmpeg (PyAV) has no decoder for this codec: transcode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4"
     ),
     "corrupt": "demuxing or decoding failed: re-download or transcode the file",
-    "truncated": "the decodable frames end well before the duration the file declares: re-download it",
+    "truncated": (
+        "the file ends before the duration or size its header declares (a cut download): re-download it, "
+        "or keep the frames that decode with --short_clips=keep"
+    ),
+    "short": (
+        "the file ends inside the annotation window [time_start, time_end): check the row's times, "
+        "or keep the shorter clip with --short_clips=keep"
+    ),
     "no_frames": "no frame could be decoded in the requested time window: check the file and time_start/time_end",
     "unknown_label": "the class is not in the label map: add it to --label_map (or the labels file) or fix the row",
     "duplicate_id": "the id appears more than once: the first occurrence is kept, remove the other rows",

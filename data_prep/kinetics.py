@@ -5,9 +5,13 @@
 
 CSV: ``label,youtube_id,time_start,time_end,split[,is_cc]`` (test CSVs have no label).
 Videos, anywhere under --videos_root (flat or per-class folders):
-``{youtube_id}_{time_start:06d}_{time_end:06d}.{mp4,webm,mkv}`` (already cut), or the
-untrimmed ``{youtube_id}.*``, which is cut to [time_start, time_end) while decoding.
+``{youtube_id}_{time_start:06d}_{time_end:06d}.EXT`` (already cut), or the untrimmed
+``{youtube_id}.EXT``, which is cut to [time_start, time_end) while decoding; EXT is any of
+annotations.VIDEO_EXTENSIONS.
 Without --label_map the classes are the sorted labels of the CSVs.
+
+Flags: --help lists this command's flags and the common ones. Apache Beam pipeline options
+(--runner=..., --direct_running_mode=...) pass through; any other unknown flag is an error.
 """
 from __future__ import annotations
 
@@ -20,9 +24,12 @@ from data_prep.annotations import (
     SAFE_ID,
     VIDEO_EXTENSIONS,
     Annotations,
+    extensions_text,
     format_seconds,
     index_files,
     load_label_map,
+    require_dir,
+    require_file,
     row_failure,
     split_kept_and_duplicates,
 )
@@ -124,8 +131,8 @@ def kinetics_annotations(
             failures.append(
                 row_failure(
                     item.split, item.media_id, "missing",
-                    f"no {item.media_id}.{{mp4,webm,mkv}} (flat or in a class folder) and no untrimmed "
-                    f"{ytid}.* under {videos_root}",
+                    f"no {item.media_id} clip (flat or in a class folder) and no untrimmed {ytid} file "
+                    f"under {videos_root} (extensions looked for: {extensions_text()})",
                     "youtube_id", item.source,
                 )
             )
@@ -141,12 +148,12 @@ def prepare(
     csv_paths: Sequence[str], videos_root: str, config: RunConfig, label_map: str | None = None
 ) -> RunResult:
     """Read the CSVs, find the clips, convert. The API behind the command line."""
-    videos_root = os.path.abspath(videos_root)
-    if not os.path.isdir(videos_root):
-        raise FileNotFoundError(f"--videos_root {videos_root} is not a directory")
+    videos_root = require_dir(os.path.abspath(videos_root), "--videos_root")
+    if not csv_paths:
+        raise InputError("--csv: give at least one Kinetics CSV")
     rows: list[dict[str, str]] = []
     for path in csv_paths:
-        rows += read_csv(path)
+        rows += read_csv(require_file(path, "--csv"))
     labels = load_label_map(label_map) if label_map else None
     annotations = kinetics_annotations(rows, index_files(videos_root, VIDEO_EXTENSIONS), videos_root, labels)
     config = dataclasses.replace(config, inputs={
@@ -172,6 +179,7 @@ def define_flags() -> None:
     from data_prep import cli
 
     cli.define_common_flags()
+    cli.show_common_flags_in_help()
     flags.DEFINE_string("csv", None, "Comma-separated Kinetics annotation CSVs.", required=True)
     flags.DEFINE_string("videos_root", None, "Directory holding the clips (any depth).", required=True)
 

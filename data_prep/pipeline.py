@@ -26,8 +26,9 @@ from typing import Any, Sequence, TextIO
 import av
 import PIL
 
+from data_prep import beam_logging
 from data_prep.annotations import Annotations, label_map_text, label_map_version
-from data_prep.decode import FrameOptions
+from data_prep.decode import SHORT_CLIP_POLICIES, FrameOptions
 from data_prep.items import FAILURE_HINTS, Failure, InputError
 from data_prep.sharding import SHARD_PATTERN, ShardSpec, plan_shards
 from data_prep.writer import (
@@ -47,6 +48,7 @@ from tfsts.data import schema
 MANIFEST = "manifest.json"
 LABEL_MAP = "label_map.txt"
 MANIFEST_FORMAT = "tfsts.data_prep.manifest/1"
+MISSING_POLICIES = ("fail", "skip")
 _LOCK = ".lock"
 
 
@@ -65,6 +67,8 @@ class RunConfig:
     shard_size: int = 64  # records per shard (the last shards of a split may hold one less)
     num_shards: int = 0  # per split; 0 = ceil(records / shard_size)
     max_failures: str = "5%"  # a count ("10") or a fraction ("0.01", "1%") of the inputs
+    missing: str = "fail"  # inputs whose file is absent: "fail" (count them) or "skip" (list, don't count)
+    short_clips: str = "fail"  # clips shorter than asked: "fail" (a failure) or "keep" (a record + a warning)
     seed: int = 0  # salt of the item -> shard order
     num_workers: int = dataclasses.field(default_factory=default_num_workers)
     beam_args: Sequence[str] = ()
@@ -111,12 +115,36 @@ def failure_limit(spec: str, num_inputs: int) -> int:
     return math.floor(fraction * num_inputs + 1e-9)
 
 
+def counted_failures(failures: Sequence[Failure], config: RunConfig) -> list[Failure]:
+    """The failures --max_failures counts: all of them, except absent files under --missing=skip."""
+    if config.missing == "skip":
+        return [f for f in failures if f.kind != "missing"]
+    return list(failures)
+
+
+def check_policies(config: RunConfig) -> None:
+    if config.missing not in MISSING_POLICIES:
+        raise InputError(f"--missing={config.missing!r}: use one of {', '.join(MISSING_POLICIES)}")
+    if config.short_clips not in SHORT_CLIP_POLICIES:
+        raise InputError(f"--short_clips={config.short_clips!r}: use one of {', '.join(SHORT_CLIP_POLICIES)}")
+
+
 def failure_report(failures: Sequence[Failure], num_inputs: int, config: RunConfig, limit: int, manifest: str) -> str:
     """The message of a run that failed on --max_failures: which files, which field, what to do."""
+    counted = counted_failures(failures, config)
+    missing = sum(f.kind == "missing" for f in failures)
     lines = [
-        f"data_prep: {len(failures)} of {num_inputs} inputs failed, more than --max_failures={config.max_failures} "
+        f"data_prep: {len(counted)} of {num_inputs} inputs failed, more than --max_failures={config.max_failures} "
         f"allows ({limit})."
     ]
+    if missing and config.missing == "skip":
+        lines.append(f"  ({missing} inputs with an absent file are listed but not counted: --missing=skip.)")
+    elif missing:
+        lines.append(
+            f"  ({missing} of them name a file that is absent; --missing=skip lists those in the manifest "
+            "without counting them against --max_failures.)"
+        )
+    failures = counted
     for failure in failures[:20]:
         lines.append("  " + failure.describe())
     if len(failures) > 20:
@@ -134,7 +162,13 @@ def failure_report(failures: Sequence[Failure], num_inputs: int, config: RunConf
 def run(annotations: Annotations, config: RunConfig) -> RunResult:
     """Convert the annotated inputs into shards + manifest under config.output_dir."""
     output_dir = config.output_dir
-    os.makedirs(os.path.join(output_dir, STATE_DIR), exist_ok=True)
+    check_policies(config)
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise RunError(f"--output_dir {output_dir} is a file, not a directory: give a directory (it is created if absent)")
+    try:
+        os.makedirs(os.path.join(output_dir, STATE_DIR), exist_ok=True)
+    except OSError as e:
+        raise RunError(f"--output_dir {output_dir}: cannot create it ({e.strerror or e})") from None
     lock = _acquire_lock(output_dir)
     try:
         return _run_locked(annotations, config)
@@ -150,6 +184,7 @@ def _run_locked(annotations: Annotations, config: RunConfig) -> RunResult:
         "kind": config.kind,
         "frame_options": dataclasses.asdict(frame_options) | {"decode_threads": None},
         "software": software_versions(),
+        "short_clips": config.short_clips,  # decides which short clips become records
     }
     splits = sorted({item.split for item in annotations.items} | {f.split for f in annotations.failures})
     specs = plan_shards(
@@ -167,7 +202,7 @@ def _run_locked(annotations: Annotations, config: RunConfig) -> RunResult:
     limit = failure_limit(config.max_failures, num_inputs)
     manifest_path = os.path.join(output_dir, MANIFEST)
 
-    if len(annotations.failures) > limit:  # fail before hours of decoding
+    if len(counted_failures(annotations.failures, config)) > limit:  # fail before hours of decoding
         failures = sorted(annotations.failures)
         manifest = build_manifest(annotations, config, specs, {}, failures, status="aborted")
         atomic_write(manifest_path, json_bytes(manifest, sort_keys=False))
@@ -176,12 +211,28 @@ def _run_locked(annotations: Annotations, config: RunConfig) -> RunResult:
 
     for spec in specs:
         _write_if_changed(plan_path(output_dir, spec.name), json_bytes(spec.to_json()))
-    job = Job(kind=config.kind, output_dir=output_dir, frame_options=frame_options, driver=_local_driver(config))
-    pending = [s for s in specs if completed_state(s, output_dir, config.rehash_existing) is None]
+    job = Job(
+        kind=config.kind,
+        output_dir=output_dir,
+        frame_options=frame_options,
+        driver=_local_driver(config),
+        short_clips=config.short_clips,
+    )
+    done_states = {s.name: completed_state(s, output_dir, config.rehash_existing) for s in specs}
+    pending = [s for s in specs if done_states[s.name] is None]
     started = time.perf_counter()
     if pending:
         os.makedirs(os.path.join(output_dir, PROGRESS_DIR), exist_ok=True)
-        progress = _Progress(output_dir, pending, sys.stderr) if config.progress else None
+        # The progress line counts what the summary counts: every input, including the ones
+        # rejected before decoding and those in shards finished by an earlier run.
+        finished = [st for st in done_states.values() if st is not None]
+        already = len(annotations.failures) + sum(len(s.items) for s in specs if done_states[s.name] is not None)
+        already_failed = len(annotations.failures) + sum(len(st["failures"]) for st in finished)
+        progress = (
+            _Progress(output_dir, pending, sys.stderr, num_inputs, already, already_failed, len(specs))
+            if config.progress
+            else None
+        )
         if progress:
             progress.start()
         try:
@@ -200,7 +251,7 @@ def _run_locked(annotations: Annotations, config: RunConfig) -> RunResult:
     failures = sorted(
         list(annotations.failures) + [Failure(**f) for s in states.values() for f in s["failures"]]
     )
-    status = "complete" if len(failures) <= limit else "max_failures_exceeded"
+    status = "complete" if len(counted_failures(failures, config)) <= limit else "max_failures_exceeded"
     manifest = build_manifest(annotations, config, specs, states, failures, status=status)
     atomic_write(manifest_path, json_bytes(manifest, sort_keys=False))
     _remove_temporaries(output_dir)
@@ -233,6 +284,8 @@ def manifest_options(config: RunConfig) -> dict[str, Any]:
         "shard_size": config.shard_size,
         "num_shards": config.num_shards,
         "max_failures": str(config.max_failures),
+        "missing": config.missing,
+        "short_clips": config.short_clips,
         "seed": config.seed,
     }
 
@@ -247,6 +300,7 @@ def build_manifest(
 ) -> dict[str, Any]:
     """The manifest: deterministic (no times, no hosts), so reruns reproduce it byte for byte."""
     splits: dict[str, dict[str, Any]] = {}
+    warnings = sorted(Failure(**w) for state in states.values() for w in state.get("warnings", []))
     split_names = sorted({s.split for s in specs} | {f.split for f in failures})
     inputs_per_split = collections.Counter(item.split for item in annotations.items)
     inputs_per_split.update(f.split for f in annotations.failures)
@@ -275,6 +329,7 @@ def build_manifest(
             "frames": sum(s["frames"] for s in shards),
             "bytes": sum(s["bytes"] for s in shards),
             "failures": len(split_failures),
+            "warnings": sum(w.split == split for w in warnings),
             "num_shards": len(shards),
             "shards": shards,
             "classes": [{"index": i, "text": t, "records": n} for (i, t), n in sorted(classes.items())],
@@ -298,10 +353,15 @@ def build_manifest(
             "frames": sum(s["frames"] for s in splits.values()),
             "bytes": sum(s["bytes"] for s in splits.values()),
             "failures": len(failures),
+            "counted_failures": len(counted_failures(failures, config)),  # what --max_failures compares
+            "warnings": len(warnings),
         },
         "failures_by_kind": dict(sorted(collections.Counter(f.kind for f in failures).items())),
+        "warnings_by_kind": dict(sorted(collections.Counter(w.kind for w in warnings).items())),
         "splits": splits,
         "failures": [f.to_json() for f in failures],
+        # Records written although shorter than asked (--short_clips=keep): kind "truncated" or "short".
+        "warnings": [w.to_json() for w in warnings],
     }
 
 
@@ -335,9 +395,11 @@ def format_summary(
 ) -> str:
     totals = manifest["totals"]
     shards = sum(s["num_shards"] for s in manifest["splits"].values())
+    uncounted = totals["failures"] - totals["counted_failures"]
+    allowed = f"allowed: {limit}" + (f"; {uncounted} absent files not counted, --missing=skip" if uncounted else "")
     lines = [
         f"data_prep {config.dataset}: {totals['inputs']} inputs -> {totals['records']} records in {shards} shards "
-        f"({stats['shards_resumed']} already done), {totals['failures']} failed (allowed: {limit})",
+        f"({stats['shards_resumed']} already done), {totals['failures']} failed ({allowed})",
     ]
     if stats["shards_written"] and config.kind == "image":
         lines.append(
@@ -360,6 +422,15 @@ def format_summary(
     if manifest["failures_by_kind"]:
         kinds = ", ".join(f"{k} {n}" for k, n in manifest["failures_by_kind"].items())
         lines.append(f"  failures: {kinds} (details in the manifest)")
+    if manifest["warnings"]:
+        kinds = ", ".join(f"{k} {n}" for k, n in manifest["warnings_by_kind"].items())
+        lines.append(
+            f"  kept although shorter than asked (--short_clips=keep): {kinds}; listed under \"warnings\" in the manifest"
+        )
+        for warning in manifest["warnings"][:10]:
+            lines.append("    " + Failure(**warning).describe())
+        if len(manifest["warnings"]) > 10:
+            lines.append(f"    ... and {len(manifest['warnings']) - 10} more.")
     lines.append(f"  manifest: {manifest_path} ({manifest['status']})")
     return "\n".join(lines)
 
@@ -391,11 +462,12 @@ def _run_beam(names: Sequence[str], job: Job, config: RunConfig) -> None:
     handlers = logging.getLogger().handlers
     for handler in handlers:
         handler.addFilter(quiet)
+    previous_pythonpath = _export_pythonpath()
+    beam_logging.install()
     try:
         import apache_beam as beam
         from apache_beam.options.pipeline_options import PipelineOptions
 
-        _export_pythonpath()
         options = PipelineOptions(beam_arguments(config.beam_args, config.num_workers))
         with beam.Pipeline(options=options) as pipeline:
             if job.driver is not None and config.num_workers > 1 and len(names) > config.num_workers:
@@ -417,6 +489,7 @@ def _run_beam(names: Sequence[str], job: Job, config: RunConfig) -> None:
                     | "WriteShards" >> beam.FlatMap(write_shards_by_name, job)
                 )
     finally:
+        _restore_pythonpath(previous_pythonpath)
         for handler in handlers:
             handler.removeFilter(quiet)
 
@@ -434,12 +507,27 @@ def _local_driver(config: RunConfig) -> tuple[str, int] | None:
     return socket.gethostname(), os.getpid()
 
 
-def _export_pythonpath() -> None:
-    """Let worker subprocesses import data_prep and tfsts even when not installed."""
+WORKER_SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "beam_worker_site")
+
+
+def _export_pythonpath() -> str | None:
+    """Let worker subprocesses import data_prep and tfsts even when not installed, and start
+    them with beam_worker_site/sitecustomize.py (drops Beam's known-harmless start-up
+    warnings at their source). Returns the previous PYTHONPATH, to restore after the run."""
+    previous = os.environ.get("PYTHONPATH")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    parts = [p for p in (previous or "").split(os.pathsep) if p and p != WORKER_SITE]
     if root not in parts:
-        os.environ["PYTHONPATH"] = os.pathsep.join([root, *parts])
+        parts.insert(0, root)
+    os.environ["PYTHONPATH"] = os.pathsep.join([WORKER_SITE, *parts])
+    return previous
+
+
+def _restore_pythonpath(previous: str | None) -> None:
+    if previous is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = previous
 
 
 # --- Files ------------------------------------------------------------------------------------
@@ -496,11 +584,23 @@ def _write_if_changed(path: str, data: bytes) -> None:
 class _Progress(threading.Thread):
     """Prints shards / inputs / frames done from the workers' progress files."""
 
-    def __init__(self, output_dir: str, specs: Sequence[ShardSpec], stream: TextIO):
+    def __init__(
+        self,
+        output_dir: str,
+        specs: Sequence[ShardSpec],
+        stream: TextIO,
+        total_inputs: int,
+        already_done: int = 0,
+        already_failed: int = 0,
+        total_shards: int = 0,
+    ):
         super().__init__(daemon=True)
         self._dir = os.path.join(output_dir, PROGRESS_DIR)
         self._names = [s.name for s in specs]
-        self._total_inputs = sum(len(s.items) for s in specs)
+        self._total_inputs = total_inputs
+        self._already_done = already_done  # rejected before decoding, or in shards finished earlier
+        self._already_failed = already_failed
+        self._total_shards = max(total_shards, len(self._names))
         self._stream = stream
         self._tty = hasattr(stream, "isatty") and stream.isatty()
         self._interval = 1.0 if self._tty else 30.0
@@ -530,9 +630,12 @@ class _Progress(threading.Thread):
             shards += progress["done"] == progress["total"]
         elapsed = time.perf_counter() - self._start
         rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (self._total_inputs - done) / rate if rate > 0 else float("nan")
+        eta = (self._total_inputs - self._already_done - done) / rate if rate > 0 else float("nan")
+        done += self._already_done
+        failures += self._already_failed
+        shards += self._total_shards - len(self._names)
         line = (
-            f"[data_prep] {shards}/{len(self._names)} shards, {done}/{self._total_inputs} inputs, "
+            f"[data_prep] {shards}/{self._total_shards} shards, {done}/{self._total_inputs} inputs, "
             f"{frames:,} frames ({frames / max(elapsed, 1e-9):.0f}/s), {failures} failed, "
             f"{_clock(elapsed)} elapsed" + ("" if final or math.isnan(eta) else f", ETA {_clock(eta)}")
         )

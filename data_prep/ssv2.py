@@ -5,9 +5,14 @@
 
 --annotations_dir holds the official ``something-something-v2-labels.json`` and
 ``something-something-v2-{train,validation,test}.json`` (any missing split is skipped);
-each can also be given on its own (--labels_json, --train_json, ...). Videos are
-``{id}.webm``. The class of an entry is its template with "[" and "]" removed, matched
+each can also be given on its own (--labels_json, --train_json, ...). Explicit split files
+win: when any --{split}_json is given, only the given splits are read (the directory then
+only supplies the labels file). Videos are ``{id}.webm`` (any of
+annotations.VIDEO_EXTENSIONS is found). The class of an entry is its template with "[" and "]" removed, matched
 case-sensitively against the labels file; the label map keeps the official indices.
+
+Flags: --help lists this command's flags and the common ones. Apache Beam pipeline options
+(--runner=..., --direct_running_mode=...) pass through; any other unknown flag is an error.
 """
 from __future__ import annotations
 
@@ -20,9 +25,12 @@ from data_prep.annotations import (
     SAFE_ID,
     VIDEO_EXTENSIONS,
     Annotations,
+    extensions_text,
     index_files,
     labels_from_mapping,
     load_label_map,
+    require_dir,
+    require_file,
     row_failure,
     split_kept_and_duplicates,
 )
@@ -84,8 +92,11 @@ def ssv2_annotations(
         paths = files.get(item.media_id)
         if not paths:
             failures.append(
-                row_failure(item.split, item.media_id, "missing", f"no {item.media_id}.webm under {videos_root}", "id",
-                            item.source)
+                row_failure(
+                    item.split, item.media_id, "missing",
+                    f"no {item.media_id} video under {videos_root} (extensions looked for: {extensions_text()})",
+                    "id", item.source,
+                )
             )
             continue
         path = next((p for p in paths if p.endswith(".webm")), paths[0])
@@ -93,7 +104,8 @@ def ssv2_annotations(
     return Annotations(items=items, failures=failures, labels=list(labels), roots={s: videos_root for s in entries})
 
 
-def _load_json(path: str) -> Any:
+def _load_json(path: str, flag: str) -> Any:
+    require_file(path, flag)
     with open(path, encoding="utf-8") as f:
         try:
             return json.load(f)
@@ -109,21 +121,19 @@ def prepare(
     label_map: str | None = None,
 ) -> RunResult:
     """Read the official JSON files, find the videos, convert."""
-    videos_root = os.path.abspath(videos_root)
-    if not os.path.isdir(videos_root):
-        raise FileNotFoundError(f"--videos_root {videos_root} is not a directory")
+    videos_root = require_dir(os.path.abspath(videos_root), "--videos_root")
     if label_map:
         labels = load_label_map(label_map)
         labels_source = label_map
     else:
-        mapping = _load_json(labels_json)
+        mapping = _load_json(labels_json, "--labels_json (or --annotations_dir)")
         if not isinstance(mapping, dict):
             raise InputError(f"{labels_json}: expected {{template: index}}")
         labels = labels_from_mapping(mapping, labels_json)
         labels_source = labels_json
     entries = {}
     for split, path in split_jsons.items():
-        data = _load_json(path)
+        data = _load_json(path, f"--{split}_json" if split in SPLIT_FILES else f"split {split}")
         if not isinstance(data, list):
             raise InputError(f"{path}: expected a list of {{'id': ..., 'template': ...}} entries")
         entries[split] = (path, data)
@@ -144,20 +154,34 @@ def main(argv: list[str]) -> int:
 
     flags = cli.FLAGS
     config = cli.config_from_flags("ssv2", "video", {}, argv)
-    directory = flags.annotations_dir
-    labels_json = flags.labels_json or (os.path.join(directory, LABELS_FILE) if directory else None)
-    split_jsons = {}
-    for split, name in SPLIT_FILES.items():
-        explicit = getattr(flags, f"{split}_json")
-        if explicit:
-            split_jsons[split] = explicit
-        elif directory and os.path.exists(os.path.join(directory, name)):
-            split_jsons[split] = os.path.join(directory, name)
-    if not labels_json and not flags.label_map:
-        raise InputError("give --annotations_dir or --labels_json (or --label_map)")
-    if not split_jsons:
-        raise InputError("no split file found: give --annotations_dir or --train_json/--validation_json/--test_json")
+    explicit = {split: getattr(flags, f"{split}_json") for split in SPLIT_FILES}
+    labels_json, split_jsons = annotation_files(flags.annotations_dir, flags.labels_json, explicit, flags.label_map)
     return cli.report(prepare(labels_json, split_jsons, flags.videos_root, config, flags.label_map))
+
+
+def annotation_files(
+    annotations_dir: str | None,
+    labels_json: str | None,
+    explicit_splits: Mapping[str, str | None],
+    label_map: str | None = None,
+) -> tuple[str | None, dict[str, str]]:
+    """(labels file, {split: file}) from the flags. Explicit split files win: when any is
+    given, only those splits are read, and the directory supplies only the labels file."""
+    if annotations_dir:
+        require_dir(annotations_dir, "--annotations_dir")
+    labels = labels_json or (os.path.join(annotations_dir, LABELS_FILE) if annotations_dir else None)
+    splits = {split: path for split, path in explicit_splits.items() if path}
+    if not splits and annotations_dir:
+        for split, name in SPLIT_FILES.items():
+            if os.path.exists(os.path.join(annotations_dir, name)):
+                splits[split] = os.path.join(annotations_dir, name)
+        if not splits:
+            raise InputError(f"--annotations_dir: {annotations_dir} holds none of {', '.join(SPLIT_FILES.values())}")
+    if not labels and not label_map:
+        raise InputError("give --annotations_dir or --labels_json (or --label_map)")
+    if not splits:
+        raise InputError("no split file: give --annotations_dir or --train_json/--validation_json/--test_json")
+    return labels, splits
 
 
 def define_flags() -> None:
@@ -166,10 +190,11 @@ def define_flags() -> None:
     from data_prep import cli
 
     cli.define_common_flags()
+    cli.show_common_flags_in_help()
     flags.DEFINE_string("annotations_dir", None, "Directory with the official SSv2 JSON files.")
     flags.DEFINE_string("labels_json", None, f"{LABELS_FILE} (template -> index).")
     for split, name in SPLIT_FILES.items():
-        flags.DEFINE_string(f"{split}_json", None, f"{name}.")
+        flags.DEFINE_string(f"{split}_json", None, f"{name} (given split files replace the ones in --annotations_dir).")
     flags.DEFINE_string("videos_root", None, "Directory holding {id}.webm.", required=True)
 
 

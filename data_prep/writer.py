@@ -38,6 +38,7 @@ class Job:
     output_dir: str
     frame_options: FrameOptions
     driver: tuple[str, int] | None = None  # (host, pid) of a local driver to outlive no longer than
+    short_clips: str = "fail"  # clips shorter than asked: "fail" (a failure) or "keep" (a warning)
 
 
 def plan_path(output_dir: str, name: str) -> str:
@@ -113,8 +114,9 @@ def completed_state(spec: ShardSpec, output_dir: str, rehash: bool = False) -> d
     return state
 
 
-def convert_item(item: Item, root: str, job: Job) -> tuple[bytes, int, float]:
-    """(serialized record, frames, seconds of source covered) for one item."""
+def convert_item(item: Item, root: str, job: Job) -> tuple[bytes, int, float, Failure | None]:
+    """(serialized record, frames, seconds of source covered, warning) for one item; the
+    warning names a clip kept although shorter than asked (--short_clips=keep)."""
     path = os.path.join(root, item.path)
     options = job.frame_options
     if job.kind == "image":
@@ -127,8 +129,8 @@ def convert_item(item: Item, root: str, job: Job) -> tuple[bytes, int, float]:
             height=image.height,
             width=image.width,
         )
-        return record, 1, 0.0
-    clip = decode_video(path, options, item.start, item.end)
+        return record, 1, 0.0, None
+    clip = decode_video(path, options, item.start, item.end, short_clips=job.short_clips)
     record = schema.encode_video(
         clip.frames,
         clip.timestamps_us,
@@ -145,7 +147,8 @@ def convert_item(item: Item, root: str, job: Job) -> tuple[bytes, int, float]:
         original_width=clip.original_width,
         rotation=clip.rotation,
     )
-    return record, len(clip.frames), (clip.end_us - clip.start_us) / 1e6
+    warning = item_failure(item, *clip.incomplete) if clip.incomplete else None
+    return record, len(clip.frames), (clip.end_us - clip.start_us) / 1e6, warning
 
 
 def write_shard(spec: ShardSpec, job: Job) -> dict[str, Any]:
@@ -159,13 +162,14 @@ def write_shard(spec: ShardSpec, job: Job) -> dict[str, Any]:
     progress = os.path.join(job.output_dir, PROGRESS_DIR, spec.name + ".json")
     digest = hashlib.sha256()
     failures: list[Failure] = []
+    warnings: list[Failure] = []  # records written although shorter than asked
     classes: dict[tuple[int, str], int] = {}
     records = frames = size = source_bytes = 0
     source_seconds = 0.0
     with open(tmp, "wb") as out:
         for done, item in enumerate(spec.items, 1):
             try:
-                record, n_frames, seconds = convert_item(item, spec.root, job)
+                record, n_frames, seconds, warning = convert_item(item, spec.root, job)
             except DecodeError as e:
                 failures.append(item_failure(item, e.kind, e.reason))
             except Exception as e:  # one bad file must never stop the run
@@ -177,6 +181,8 @@ def write_shard(spec: ShardSpec, job: Job) -> dict[str, Any]:
                 size += len(framed)
                 records += 1
                 frames += n_frames
+                if warning is not None:
+                    warnings.append(warning)
                 source_seconds += seconds
                 source_bytes += _file_size(os.path.join(spec.root, item.path))
                 key = (item.label_index, item.label_text)
@@ -199,6 +205,7 @@ def write_shard(spec: ShardSpec, job: Job) -> dict[str, Any]:
         "source_seconds": round(source_seconds, 6),
         "classes": [{"index": i, "text": t, "records": n} for (i, t), n in sorted(classes.items())],
         "failures": [f.to_json() for f in sorted(failures)],
+        "warnings": [w.to_json() for w in sorted(warnings)],
         "elapsed_s": round(time.perf_counter() - started, 3),  # this run only; not in the manifest
         "worker_pid": os.getpid(),
     }

@@ -23,7 +23,15 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # DATA_PREP_TESTDATA points elsewhere (or at a missing folder, to exercise the generated stand-ins).
-SHARED = Path(os.environ.get("DATA_PREP_TESTDATA", REPO_ROOT.parent / "shared" / "testdata"))
+def _default_testdata() -> Path:
+    """The first ``shared/testdata`` beside the checkout or above it (a worktree sits one level deeper)."""
+    for parent in REPO_ROOT.parents:
+        if (parent / "shared" / "testdata").is_dir():
+            return parent / "shared" / "testdata"
+    return REPO_ROOT.parent / "shared" / "testdata"
+
+
+SHARED = Path(os.environ.get("DATA_PREP_TESTDATA", _default_testdata()))
 SHARED_VIDEOS = SHARED / "videos"
 SHARED_LABELS = SHARED / "labels"
 PYTHON = sys.executable
