@@ -243,7 +243,10 @@ def render_image(digit: np.ndarray, rng: np.random.Generator, config: DemoDataCo
     """uint8 [H, W, 3]: one still, the digit at a random place and size, as in a video frame."""
     size = rng.uniform(config.digit_size[0], config.digit_size[1] * 1.3)
     half = size / 2
-    centre = (rng.uniform(half, config.width - half), rng.uniform(half, config.height - half))
+    # Inside the central square, so that a centre crop (evaluation) keeps the whole digit.
+    side = min(config.width, config.height)
+    x0, y0 = (config.width - side) / 2, (config.height - side) / 2
+    centre = (rng.uniform(x0 + half, x0 + side - half), rng.uniform(y0 + half, y0 + side - half))
     path = Trajectory(centres=np.array([centre]), sizes=np.array([size]))
     return render_clip(digit, path, rng, config.width, config.height)[0]
 
