@@ -116,3 +116,26 @@ def make_image_records(root: Path, count: int, *, classes: int = 3, size: tuple[
     if not result.ok:
         raise AssertionError(result.summary)
     return out
+
+
+# --- NumPy reference of the samplers (mmaction2 0.x SampleFrames, start_index 0, out_of_bound_opt="loop") ---
+def ref_test_starts(n: int, span: int, clips: int) -> np.ndarray:
+    avg = (n - span + 1) / float(clips)
+    if n > span - 1:
+        return np.array([int(avg / 2.0 + avg * x) for x in range(clips)])
+    return np.zeros(clips, int)
+
+
+def ref_indices(starts: np.ndarray, n: int, length: int, interval: int) -> np.ndarray:
+    return np.mod(starts[:, None] + np.arange(length)[None] * interval, n)
+
+
+def train_branch(n: int, span: int, clips: int) -> str:
+    avg = (n - span + 1) // clips
+    if avg > 0:
+        return "windows"
+    if n > max(clips, span):
+        return "sorted"
+    if avg == 0:
+        return "spread"
+    return "zeros"

@@ -91,13 +91,14 @@ def test_mixture_is_deterministic_and_its_iterator_restores(folders, tmp_path):
 
 
 def test_mixture_errors_name_the_fix(folders):
+    built = sources(folders, frames_b=4)
     with pytest.raises(ValueError, match="one frame shape.*per_source"):
-        data.mixture(sources(folders, frames_b=4), batching="mixed")
+        data.mixture(built, batching="mixed")
     with pytest.raises(ValueError, match="weights keys"):
-        data.mixture(sources(folders), weights={"a": 1})
+        data.mixture(built, weights={"a": 1})
     with pytest.raises(ValueError, match="batching"):
-        data.mixture(sources(folders), batching="round_robin")
+        data.mixture(built, batching="round_robin")
     plain = tf.data.Dataset.from_tensors({"frames": tf.zeros([1, 2, 16, 16, 3], tf.uint8), "label": tf.zeros([1], tf.int32),
                                           "media_id": tf.constant(["x"])})
     with pytest.raises(ValueError, match="no record count.*pass weights"):
-        data.mixture({"plain": plain, "a": sources(folders)["a"]})
+        data.mixture({"plain": plain, "a": built["a"]})

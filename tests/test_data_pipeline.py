@@ -19,7 +19,7 @@ import tensorflow as tf
 
 import tfsts.data as data
 from tests import data_pipeline_helpers as helpers
-from tests.test_data_sampling import ref_indices, ref_test_starts, train_branch
+from tests.data_pipeline_helpers import ref_indices, ref_test_starts, train_branch
 
 REPO = Path(__file__).resolve().parents[1]
 # name: (kind, frames, label); shard_size 2 -> 3 shards

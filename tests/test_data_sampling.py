@@ -5,30 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.data_pipeline_helpers import ref_indices, ref_test_starts, train_branch
 from tfsts.data import sampling
-
-
-# --- NumPy reference (mmaction2 0.x, start_index 0, out_of_bound_opt="loop") ---------------------
-def ref_test_starts(n: int, span: int, clips: int) -> np.ndarray:
-    avg = (n - span + 1) / float(clips)
-    if n > span - 1:
-        return np.array([int(avg / 2.0 + avg * x) for x in range(clips)])
-    return np.zeros(clips, int)
-
-
-def ref_indices(starts: np.ndarray, n: int, length: int, interval: int) -> np.ndarray:
-    return np.mod(starts[:, None] + np.arange(length)[None] * interval, n)
-
-
-def train_branch(n: int, span: int, clips: int) -> str:
-    avg = (n - span + 1) // clips
-    if avg > 0:
-        return "windows"
-    if n > max(clips, span):
-        return "sorted"
-    if avg == 0:
-        return "spread"
-    return "zeros"
 
 
 CASES = [(300, 32, 2, 10), (300, 8, 8, 10), (250, 8, 8, 1), (64, 8, 8, 1), (63, 8, 8, 1), (20, 8, 8, 1),
@@ -75,8 +53,10 @@ def test_dense_train_mode_follows_each_mmaction2_branch(n, length, interval, cli
 def test_dense_train_start_is_uniform_over_the_window():
     # 1 clip of 8x8 in 100 frames: start uniform over 0..36 (37 values); 3700 draws, each count ~100 +- 4 sigma
     seeds = tf.stack([tf.range(3700, dtype=tf.int64), tf.zeros([3700], tf.int64)], 1)
-    starts = tf.map_fn(lambda s: sampling.dense_indices(100, num_frames=8, frame_interval=8, training=True, seed=s)[0, 0],
-                       seeds, fn_output_signature=tf.int32).numpy()
+    draw = tf.function(lambda seeds: tf.map_fn(
+        lambda s: sampling.dense_indices(100, num_frames=8, frame_interval=8, training=True, seed=s)[0, 0],
+        seeds, fn_output_signature=tf.int32, parallel_iterations=64))
+    starts = draw(seeds).numpy()
     counts = np.bincount(starts, minlength=37)
     assert len(counts) == 37 and counts.min() > 100 - 40 and counts.max() < 100 + 40, counts
 

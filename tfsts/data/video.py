@@ -104,8 +104,7 @@ def resize_short_side(frames: tf.Tensor, short_side: int) -> tf.Tensor:
     def resize() -> tf.Tensor:
         lead = shape[:-3]
         flat = tf.reshape(frames, tf.concat([[-1], shape[-3:]], 0))
-        out = tf.image.resize(flat, tf.stack([new_h, new_w]), method="bilinear")
-        out = tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+        out = _to_uint8(tf.image.resize(flat, tf.stack([new_h, new_w]), method="bilinear"))
         return tf.reshape(out, tf.concat([lead, tf.stack([new_h, new_w, 3])], 0))
 
     same = tf.logical_and(tf.equal(new_h, height), tf.equal(new_w, width))
@@ -221,7 +220,12 @@ def decode_crop_resize(jpegs: tf.Tensor, box: tf.Tensor, crop_size: int) -> tf.T
         jpegs, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8), parallel_iterations=16,
     )
     out = tf.image.resize(crops, [crop_size, crop_size], method="bilinear")
-    return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+    return _to_uint8(out)
+
+
+def _to_uint8(x: tf.Tensor) -> tf.Tensor:
+    """Round a bilinear resize of uint8 pixels (a convex combination, so within 0..255) back to uint8."""
+    return tf.cast(x + 0.5, tf.uint8)
 
 
 def train_clip_from_jpegs(
