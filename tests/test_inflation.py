@@ -26,6 +26,7 @@ from tfsts import layers as tfsts_layers
 from tfsts import models
 from tfsts.models import inflation as inf
 from tfsts.models.blocks import MaxPool3D, Subsample
+from tfsts.models.graph import LayerGraph
 from tfsts.models.resnet3d import resnet3d_backbone
 
 RTOL = 1e-4
@@ -554,3 +555,138 @@ def test_mean_with_sts_on_does_not_keep_static_features(source_file):
     neighbouring pixels and the static-clip property holds for "center" only."""
     with pytest.raises(AssertionError, match="max \\|3D - 2D\\|"):
         static_clip_check("slowonly_r50", "ResNet50", source_file("ResNet50"), (24, 32, 32, 3), "mean", frames="interior", sts=True)
+
+
+# ------------------------------------------------------- the phases, one by one
+
+
+def _tiny_2d(bias=True, eps=1e-3):
+    x = keras.Input((8, 8, 2), name="image")
+    y = keras.layers.ZeroPadding2D(1, name="c1_pad")(x)
+    y = keras.layers.Conv2D(4, 3, use_bias=bias, name="c1_conv")(y)
+    y = keras.layers.BatchNormalization(epsilon=eps, name="c1_bn")(y)
+    y = keras.layers.Conv2D(4, 1, name="extra_conv")(y)
+    y = keras.layers.GlobalAveragePooling2D(name="pool")(y)
+    return keras.Model(x, keras.layers.Dense(5, name="predictions")(y), name="tiny2d")
+
+
+def _tiny_3d(prefix="", strides=(1, 1, 1), eps=1e-5, fast=False):
+    x = keras.Input((3, 8, 8, 2), name="clip")
+    y = tfsts_layers.STSConv3D(4, 3, strides=strides, sts=False, name=f"{prefix}c1_conv")(x)
+    y = keras.layers.BatchNormalization(epsilon=eps, name=f"{prefix}c1_bn")(y)
+    if fast:
+        y = tfsts_layers.STSConv3D(4, 1, sts=False, name="fast_c2_conv")(y)
+        y = keras.layers.Conv3D(4, 1, name="fuse_conv")(y)
+        y = keras.layers.Conv3D(4, 1, name="odd_conv")(y)
+    y = keras.layers.GlobalAveragePooling3D(name="head_pool")(y)
+    return keras.Model(x, keras.layers.Dense(5, name="head")(y), name="tiny3d")
+
+
+def _randomise(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        value = rng.normal(size=w.shape)
+        w.assign((np.abs(value) + 0.5 if "variance" in w.path else value).astype("float32"))
+
+
+def test_layer_graph_reads_connections_from_the_public_config():
+    """Fails loudly if Keras changes its functional config format (the graph's source)."""
+    src = _tiny_2d()
+    graph = LayerGraph(src)
+    assert [l.name for l in graph.producers(src.get_layer("c1_conv"))] == ["c1_pad"]
+    assert graph.single_consumer(src.get_layer("c1_conv")).name == "c1_bn"
+    assert graph.single_consumer(src.get_layer("predictions")) is None
+    x = keras.Input((4,), name="x")
+    dense = keras.layers.Dense(3, name="d")
+    both = keras.Model(x, keras.layers.Add(name="add")([dense(x), keras.layers.Dense(3, name="e")(x)]))
+    assert {l.name for l in LayerGraph(both).producers(both.get_layer("add"))} == {"d", "e"}
+    assert LayerGraph(both).single_consumer(both.get_layer("x")) is None  # two consumers
+
+
+def test_match_layers_pairs_by_prefixed_name_and_lists_the_rest():
+    src, tgt = _tiny_2d(), _tiny_3d(prefix="slow_")
+    matching = inf.match_layers(inf.weighted_layers(src), inf.weighted_layers(tgt), "slow_")
+    assert [(a.name, b.name) for a, b in matching.convs] == [("c1_conv", "slow_c1_conv")]
+    assert [(a.name, b.name) for a, b in matching.batch_norms] == [("c1_bn", "slow_c1_bn")]
+    assert [h.name for h in matching.heads] == ["predictions"]
+    assert len(matching.unused) == 1 and matching.unused[0].startswith("extra_conv (Conv2D") and "'slow_extra_conv'" in matching.unused[0]
+    assert matching.matched_targets == {"slow_c1_conv", "slow_c1_bn"}
+    assert "c1_conv/kernel" in matching.source_weights and "c1_bn/moving_variance" in matching.source_weights
+    # a 2D BN whose 3D twin is a conv is a type mismatch
+    swapped = inf.match_layers({"c1_bn": src.get_layer("c1_bn")}, {"c1_bn": tgt.get_layer("slow_c1_conv")})
+    assert swapped.mismatched == ["c1_bn: 2D BatchNormalization vs 3D STSConv3D"]
+
+
+def test_plan_conv_and_batch_norm_by_hand():
+    """mean: k / 3 on each tap; the 2D bias folds into the BN's moving mean, the epsilon
+    difference into the moving variance; nothing is written by planning."""
+    src, tgt = _tiny_2d(eps=1e-3), _tiny_3d(eps=1e-5)
+    _randomise(src, 0)
+    _randomise(tgt, 1)
+    before = [np.asarray(w).copy() for w in tgt.weights]
+    conv2d, conv3d = src.get_layer("c1_conv"), tgt.get_layer("c1_conv")
+    plan = inf.plan_conv(conv2d, conv3d, inflation="mean", fold_bias_into="c1_bn")
+    assert not plan.has_problems and len(plan.writes) == 1
+    variable, value = plan.writes[0]
+    assert variable is conv3d.kernel
+    k = np.asarray(conv2d.kernel)
+    np.testing.assert_allclose(value, np.stack([k / 3] * 3), rtol=1e-6)
+    bias, name = plan.folded_bias["c1_bn"]
+    assert name == "c1_conv/bias"
+    np.testing.assert_array_equal(bias, np.asarray(conv2d.bias))
+    bn_plan = inf.plan_batch_norm(src.get_layer("c1_bn"), tgt.get_layer("c1_bn"), plan.folded_bias["c1_bn"])
+    values = {v.path.split("/")[-1]: x for v, x in bn_plan.writes}
+    gamma, beta, mean, var = (np.asarray(w) for w in src.get_layer("c1_bn").weights)
+    np.testing.assert_allclose(values["moving_mean"], mean - bias, rtol=1e-6)
+    np.testing.assert_allclose(values["moving_variance"], var + (1e-3 - 1e-5), rtol=1e-6)
+    np.testing.assert_array_equal(values["gamma"], gamma)
+    assert [t.source for t in bn_plan.transfers].count("c1_conv/bias") == 1
+    for a, b in zip(before, tgt.weights):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    # the plan, assigned, gives the 2D conv + BN on a static clip (centre frame: interior)
+    full = inf.Plan().merge(plan, bn_plan)
+    inf.assign(full)
+    image = np.random.default_rng(2).normal(size=(1, 8, 8, 2)).astype("float32")
+    bn_2d = keras.Model(src.input, src.get_layer("c1_bn").output)(image, training=False)
+    bn_3d = keras.Model(tgt.input, tgt.get_layer("c1_bn").output)(np.repeat(image[:, None], 3, 1), training=False)
+    np.testing.assert_allclose(np.asarray(bn_3d)[:, 1], np.asarray(bn_2d), rtol=1e-4, atol=1e-4)
+
+
+def test_plan_conv_lists_each_problem_and_writes_nothing():
+    src, tgt = _tiny_2d(), _tiny_3d(strides=(1, 2, 2))
+    plan = inf.plan_conv(src.get_layer("c1_conv"), tgt.get_layer("c1_conv"), padding_problem="zero padding ((0, 1), (0, 1))")
+    assert not plan.writes and plan.stride_problem
+    (problem,) = plan.mismatched
+    assert "spatial stride 2D (1, 1) vs 3D (2, 2)" in problem and "2D zero padding" in problem
+    no_bn = inf.plan_conv(src.get_layer("c1_conv"), _tiny_3d().get_layer("c1_conv"), fold_bias_into=None)
+    assert any("no BatchNormalization directly after it" in m for m in no_bn.mismatched)
+
+
+def test_plan_head_and_unmatched_targets():
+    src, tgt = _tiny_2d(), _tiny_3d(fast=True)
+    heads = [src.get_layer("predictions")]
+    off = inf.plan_head(heads, [tgt.get_layer("head")], copy_head=False)
+    assert [s for s, _ in off.source_unused] == ["predictions/kernel", "predictions/bias"] and not off.writes
+    on = inf.plan_head(heads, [tgt.get_layer("head")], copy_head=True)
+    assert len(on.writes) == 2 and on.matched_targets == {"head"} and not on.has_problems
+    assert inf.plan_head(heads, [], copy_head=True).mismatched
+    rest = inf.plan_unmatched_targets(inf.weighted_layers(tgt), {"c1_conv", "c1_bn"}, copy_head=False, two_pathway=True)
+    reasons = {k.target: k.reason for k in rest.kept}
+    assert "fast pathway" in reasons["fast_c2_conv/kernel"] and "lateral" in reasons["fuse_conv/kernel"]
+    assert "copy_head=False" in reasons["head/kernel"]
+    assert rest.unmatched_target == ["odd_conv (Conv3D, (1, 1, 1, 4, 4), (4,))"]
+
+
+def test_check_plan_lists_every_problem():
+    plan = inf.Plan(unused_source=["a (Conv2D)"], unmatched_target=["b (STSConv3D)"], mismatched=["c -> c: kernel"])
+    plan.stride_problem = True
+    with pytest.raises(inf.InflationError) as error:
+        inf.check_plan(plan, "tiny3d", "tiny2d", layout_hint="Build it in layout X.")
+    message = str(error.value)
+    for part in ("1 source conv/BN layers unused", "a (Conv2D)", "1 3D layers with no source weights", "b (STSConv3D)",
+                 "1 mismatched", "c -> c: kernel", "Build it in layout X.", "docs/inflation.md"):
+        assert part in message, part
+    assert (error.value.unused_source, error.value.unmatched_target, error.value.mismatched) == (
+        ["a (Conv2D)"], ["b (STSConv3D)"], ["c -> c: kernel"]
+    )
+    inf.check_plan(inf.Plan(), "tiny3d", "tiny2d")  # a clean plan passes

@@ -112,14 +112,29 @@ def test_normalization_changes_no_names_weights_or_counts():
 
 def test_with_input_normalization_replaces_another_mode():
     model = models.build_backbone("resnet3d_10", input_shape=(2, 32, 32, 3))
+    mtu.perturb_batch_norms(model)
     caffe = with_input_normalization(model, "caffe")
     assert_contract_layers(caffe, "caffe")
+    assert model.get_layer("input_normalization").mode == "torch"  # the original is left as it was
     assert [layer.name for layer in caffe.layers] == [layer.name for layer in model.layers]
+    for a, b in zip(model.weights, caffe.weights):
+        assert a.path == b.path
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert with_input_normalization(caffe, "caffe") is caffe
     clip = uint8_clip((2, 32, 32, 3), batch=1).astype("float32")
     after_norm = with_input_normalization(caffe, "none")
     bgr = clip[..., ::-1] - np.array([103.939, 116.779, 123.68], "float32")
     np.testing.assert_allclose(np.asarray(caffe(clip)), np.asarray(after_norm(bgr)), rtol=1e-5, atol=1e-5)
+
+
+def test_features_of_any_layer_can_be_taken_from_the_model():
+    """The model's layers belong to its own graph only (not to the family builder's):
+    `keras.Model(model.input, model.get_layer(name).output)` works."""
+    model = models.build_model("r2plus1d_18", 3, input_shape=(4, 32, 32, 3))
+    for candidate in (model, with_input_normalization(model, "tf")):
+        stem = keras.Model(candidate.input, candidate.get_layer("conv1_spatial_conv").output)
+        assert stem.layers[1].name == "input_normalization"
+        assert tuple(stem.output.shape) == (None, 4, 16, 16, 45)
 
 
 _RELOAD = """

@@ -59,7 +59,7 @@ def test_mirrored_two_replicas_equal_one_replica(tmp_path):
     c.model.sync_bn = True
     c.optimizer.clip_norm = 1.0
     _train(c, tmp_path / "one", strategy=tf.distribute.OneDeviceStrategy("/cpu:0"))
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
     assert mirrored.num_replicas_in_sync == 2
     _train(c, tmp_path / "two", strategy=mirrored)
     one, two = _final_model(c, tmp_path / "one"), _final_model(c, tmp_path / "two")
@@ -204,6 +204,7 @@ def test_image_pretraining_then_video_finetuning_starts_from_pretrained_weights(
     every backbone layer starts equal to the pre-trained one, the head does not."""
     pre = tiny_config(num_classes=3, steps=3)
     pre.data.sources["toy"].kind = "image"
+    pre.data.sources["toy"].num_frames = 1
     pre.train.loss = "bce"
     pre.optimizer.update(name="lamb", lr=0.005, weight_decay=0.02)
     pre.data.sources["toy"].num_classes = 5
@@ -224,3 +225,13 @@ def test_image_pretraining_then_video_finetuning_starts_from_pretrained_weights(
             np.testing.assert_array_equal(a, b)
     result = _train(fine, tmp_path / "fine")
     assert result.init_report["skipped"] == ["head"] and result.step == 1
+
+
+@pytest.mark.slow  # XLA compile on CPU
+def test_xla_matches_the_plain_graph(tmp_path):
+    c = tiny_config(steps=2)
+    _train(c, tmp_path / "plain")
+    c.train.jit_compile = True
+    _train(c, tmp_path / "xla")
+    for a, b in zip(model_weights(_final_model(c, tmp_path / "plain")), model_weights(_final_model(c, tmp_path / "xla"))):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)

@@ -45,8 +45,11 @@ def main(argv):
     if len(argv) > 1:
         _fail(f"unexpected arguments {argv[1:]}; fields are set with --config.a.b=value.", 2)
     import tensorflow as tf
+    from absl import logging
 
     from tfsts.training import loop
+
+    logging.set_verbosity(logging.WARNING)  # TF's per-save INFO lines would break the progress bar
 
     try:
         result = loop.train(_CONFIG.value, _WORKDIR.value)

@@ -32,7 +32,7 @@ from tfsts.layers.normalization import NORMALIZATION_LAYER
 from tfsts.models import inflation as _inflation_lib
 from tfsts.models.blocks import classification_head, count_params
 from tfsts.models.cards import CARDS, ModelCard, available_models, model_card
-from tfsts.models.graph import with_input_normalization
+from tfsts.models.graph import normalised_copy
 from tfsts.models.inflation import InflationError, InflationReport, NoImageCounterpartError, inflate
 
 ModelSpec = ModelCard  # the former name of a model's record
@@ -176,7 +176,8 @@ def _backbone_for(name, input_shape, sts, weights, inflation, overrides):
     shape = tuple(input_shape or card.input_shape)
     backbone = _build_family_backbone(card, shape, kwargs)
     mode = source.preprocessing if source is not None else card.normalization
-    return with_input_normalization(backbone, mode), source
+    # Fresh layers, initialised anew (no weights to keep yet): the family builder's graph is dropped.
+    return normalised_copy(backbone, mode, copy_weights=False), source
 
 
 def build_backbone(

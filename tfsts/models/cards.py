@@ -417,6 +417,18 @@ def model_table() -> str:
     return "\n".join(lines)
 
 
+def inflation_table() -> str:
+    """docs/inflation.md's table of supported pairs (markdown), from the cards."""
+    lines = [
+        "| 2D source | 3D model | layout options `build_model` picks | input normalisation | notes |",
+        "|---|---|---|---|---|",
+    ]
+    for row in supported_pairs():
+        options = ", ".join(f"`{k}={v!r}`" for k, v in row["build_options"].items())
+        lines.append(f"| `{row['source']}` | `{row['target']}` | {options} | `{row['preprocessing']}` | {row['note'] or '-'} |")
+    return "\n".join(lines)
+
+
 __all__ = [
     "CARDS",
     "Counts",
@@ -425,6 +437,7 @@ __all__ = [
     "SourceSpec",
     "available_models",
     "inflatable_models",
+    "inflation_table",
     "model_card",
     "model_table",
     "no_counterpart_reason",

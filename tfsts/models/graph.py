@@ -3,8 +3,8 @@
 `LayerGraph` gives each layer's producers and consumers by name, read from
 `model.get_config()`: the functional config is the graph format `.keras` files store,
 so it is stable across Keras versions where node attributes (`_inbound_nodes`,
-`_keras_history`) are private. `with_input_normalization` puts the input contract's
-`InputNormalization` layer first with `keras.models.clone_model`.
+`_keras_history`) are private. `with_input_normalization` / `normalised_copy` put the
+input contract's `InputNormalization` layer first with `keras.models.clone_model`.
 """
 
 from __future__ import annotations
@@ -50,8 +50,7 @@ def _producer_names(value: Any) -> Iterator[str]:
 class LayerGraph:
     """Producers and consumers of each layer of one functional model, by name.
 
-    A layer shared with another model (as after `with_input_normalization`) only
-    shows its connections inside this one. Raises RuntimeError if the config carries
+    A layer shared with another model only shows its connections inside this one. Raises RuntimeError if the config carries
     no connections at all, i.e. if Keras changed its functional config format.
     """
 
@@ -92,48 +91,75 @@ def model_normalization(model: keras.Model) -> str | None:
     return None if layer is None else layer.mode
 
 
+def _fresh_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+    return layer.__class__.from_config(layer.get_config())
+
+
+def normalised_copy(model: keras.Model, mode: str, copy_weights: bool = True) -> keras.Model:
+    """A new model: `InputNormalization(mode)` named `input_normalization` first (added,
+    or replacing one in another mode), then fresh copies of `model`'s layers (same
+    names, configs and, with `copy_weights`, weight values).
+
+    Fresh layers, not shared ones: a shared layer keeps its first call's graph, so its
+    `layer.output` would point into `model`'s graph and feature extraction
+    (`keras.Model(new.input, new.get_layer(name).output)`) would fail.
+    """
+    current = normalization_layer(model)
+    norm = InputNormalization(mode, name=NORMALIZATION_LAYER)
+    if current is not None:
+        new = keras.models.clone_model(
+            model, clone_function=lambda layer: norm if layer is current else _fresh_layer(layer)
+        )
+    else:
+        inputs = keras.tree.map_structure(
+            lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name), model.input
+        )
+        input_ids = {id(t) for t in keras.tree.flatten(inputs)}
+        normalised: dict[int, Any] = {}
+
+        def swap(value):
+            if id(value) in input_ids:
+                if id(value) not in normalised:
+                    normalised[id(value)] = norm(value)
+                return normalised[id(value)]
+            return value
+
+        def call_function(layer, *args, **kwargs):
+            args, kwargs = keras.tree.map_structure(swap, (args, kwargs))
+            return layer(*args, **kwargs)
+
+        new = keras.models.clone_model(model, input_tensors=inputs, clone_function=_fresh_layer, call_function=call_function)
+    if copy_weights:
+        new.set_weights(model.get_weights())
+    return new
+
+
 def with_input_normalization(model: keras.Model, mode: str) -> keras.Model:
     """`model` with `InputNormalization(mode)`, named `input_normalization`, applied to
-    its input(s) first; a model whose layer has another mode gets it replaced. Every
-    other layer (and weight) is shared with `model`, which should be discarded; a model
-    that already normalises in `mode` is returned as is.
+    its input(s) first; a model whose layer has another mode gets it replaced. The
+    result is a new model with the same layer names and weight values (`model` is left
+    as it was); a model that already normalises in `mode` is returned as is.
 
     Args:
         model: a functional keras.Model taking RGB frames.
         mode: an `InputNormalization` mode ("torch", "caffe", "tf", "none").
 
     Example:
-        >>> model = with_input_normalization(resnet3d_backbone((4, 32, 32, 3), depth=10), "torch")
-        >>> model.layers[1].name
-        'input_normalization'
+        >>> model = with_input_normalization(resnet3d_backbone((4, 32, 32, 3), depth=10), "caffe")
+        >>> model.layers[1].name, model.get_layer("input_normalization").mode
+        ('input_normalization', 'caffe')
     """
     current = normalization_layer(model)
-    if current is not None:
-        if current.mode == mode:
-            return model
-        replacement = InputNormalization(mode, name=NORMALIZATION_LAYER)
-        return keras.models.clone_model(model, clone_function=lambda layer: replacement if layer is current else layer)
-    norm = InputNormalization(mode, name=NORMALIZATION_LAYER)
-    inputs = keras.tree.map_structure(
-        lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name), model.input
-    )
-    input_ids = {id(t) for t in keras.tree.flatten(inputs)}
-    normalised: dict[int, Any] = {}
-
-    def swap(value):
-        if id(value) in input_ids:
-            if id(value) not in normalised:
-                normalised[id(value)] = norm(value)
-            return normalised[id(value)]
-        return value
-
-    def call_function(layer, *args, **kwargs):
-        args, kwargs = keras.tree.map_structure(swap, (args, kwargs))
-        return layer(*args, **kwargs)
-
-    return keras.models.clone_model(
-        model, input_tensors=inputs, clone_function=lambda layer: layer, call_function=call_function
-    )
+    if current is not None and current.mode == mode:
+        return model
+    return normalised_copy(model, mode)
 
 
-__all__ = ["LayerGraph", "leaf_layers", "model_normalization", "normalization_layer", "with_input_normalization"]
+__all__ = [
+    "LayerGraph",
+    "leaf_layers",
+    "model_normalization",
+    "normalised_copy",
+    "normalization_layer",
+    "with_input_normalization",
+]

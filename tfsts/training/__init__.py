@@ -2,29 +2,42 @@
 
 Public API (CONTRACTS section 4): `build_model_from_config`, `restore_model`, `train`,
 `evaluate`; `python -m tfsts.train --config=configs/<dataset>/<experiment>.py --workdir=DIR`.
-"""
-from tfsts.training.config import ConfigError, base_config, source
-from tfsts.training.loop import TrainingDivergedError, TrainResult, evaluate, make_strategy, train
-from tfsts.training.modeling import (
-    build_model_from_config,
-    checkpoint_prefix,
-    copy_matching_weights,
-    initialize_from_checkpoint,
-    restore_model,
-)
 
-__all__ = [
-    "ConfigError",
-    "TrainResult",
-    "TrainingDivergedError",
-    "base_config",
-    "build_model_from_config",
-    "checkpoint_prefix",
-    "copy_matching_weights",
-    "evaluate",
-    "initialize_from_checkpoint",
-    "make_strategy",
-    "restore_model",
-    "source",
-    "train",
-]
+Names resolve on first use (PEP 562), so config files and the CLI's argument checks import
+`tfsts.training.config` without paying for TensorFlow.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ConfigError": "tfsts.training.config",
+    "base_config": "tfsts.training.config",
+    "source": "tfsts.training.config",
+    "TrainResult": "tfsts.training.loop",
+    "TrainingDivergedError": "tfsts.training.loop",
+    "evaluate": "tfsts.training.loop",
+    "make_strategy": "tfsts.training.loop",
+    "train": "tfsts.training.loop",
+    "LabelError": "tfsts.training.losses",
+    "build_model_from_config": "tfsts.training.modeling",
+    "checkpoint_prefix": "tfsts.training.modeling",
+    "copy_matching_weights": "tfsts.training.modeling",
+    "initialize_from_checkpoint": "tfsts.training.modeling",
+    "restore_model": "tfsts.training.modeling",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tfsts.training' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -40,6 +40,7 @@ def source(
     eval_num_clips: int = 1,
     eval_num_crops: int = 1,
     eval_short_side: int = 256,
+    eval_crop_size: int = 0,
     weight: float = 1.0,
     num_train_examples: int = 0,
     **options: Any,
@@ -48,6 +49,7 @@ def source(
 
     weight: relative sampling weight in a mixture; < 0 on every source: proportional to the
         record counts in the data_prep manifests (CoVeR).
+    eval_crop_size: crop of the eval views (mmaction2 tests at 3 x 256 crops); 0: crop_size.
     num_train_examples: size of the training split; with `train.epochs` gives the step count.
     options: further keyword arguments for the tfsts.data reader (e.g. flip=False); checked
         against the reader's signature at start-up, so a misspelt option is an error.
@@ -58,7 +60,7 @@ def source(
             num_classes=num_classes, label_map=label_map, num_frames=num_frames,
             frame_interval=frame_interval, sampling=sampling, crop_size=crop_size,
             short_side=short_side, eval_num_clips=eval_num_clips, eval_num_crops=eval_num_crops,
-            eval_short_side=eval_short_side, weight=weight, num_train_examples=num_train_examples,
+            eval_short_side=eval_short_side, eval_crop_size=eval_crop_size, weight=weight, num_train_examples=num_train_examples,
             options=ml_collections.ConfigDict(options),
         )
     )
@@ -186,6 +188,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _choice(src.kind, SOURCE_KINDS, f"data.sources.{name}.kind")
         if src.num_classes < 1:
             raise ConfigError(f"config.data.sources.{name}.num_classes = {src.num_classes}: must be >= 1.")
+    shapes = {name: (s.num_frames, s.crop_size) for name, s in config.data.sources.items()}
+    if len(set(shapes.values())) > 1:
+        raise ConfigError(
+            f"config.data.sources have different (num_frames, crop_size) {shapes}: the model has one input "
+            "shape, so give every source the same num_frames and crop_size (an image source repeats its frame)."
+        )
     if config.train.global_batch_size < 1:
         raise ConfigError(f"config.train.global_batch_size = {config.train.global_batch_size}: must be >= 1.")
     if config.train.grad_accum_steps < 1:

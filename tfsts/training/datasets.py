@@ -83,7 +83,7 @@ def source_dataset(config, name: str, *, training: bool, batch_size: int, input_
     check_label_map(name, src, pattern)
     reader = _reader(src.kind)
     kwargs = dict(
-        training=training, batch_size=batch_size, crop_size=src.crop_size, num_classes=src.num_classes,
+        training=training, batch_size=batch_size, crop_size=src.crop_size if training else eval_crop(src), num_classes=src.num_classes,
         seed=config.data.shuffle_seed or config.seed, deterministic=config.deterministic, input_context=input_context,
     )
     if training and (config.train.mixup or config.train.cutmix):  # soft targets from the pipeline
@@ -98,6 +98,10 @@ def source_dataset(config, name: str, *, training: bool, batch_size: int, input_
         kwargs.update(num_frames=src.num_frames, short_side=src.short_side if training else src.eval_short_side)
     kwargs.update(_options(name, src, reader))
     return reader(pattern, **kwargs)
+
+
+def eval_crop(src: ml_collections.ConfigDict) -> int:
+    return int(src.eval_crop_size or src.crop_size)
 
 
 def mixture_weights(config: ml_collections.ConfigDict):

@@ -45,6 +45,13 @@ class RunLog:
             self._writer.close()
 
 
+def truncate_log(workdir: str, step: int) -> None:
+    """Drop records after `step` (a resumed run redoes the steps after its checkpoint)."""
+    records = [r for r in read_log(workdir) if r["step"] <= step]
+    with tf.io.gfile.GFile(os.path.join(workdir, LOG_JSONL), "w") as f:
+        f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
 def read_log(workdir: str) -> list[dict]:
     path = os.path.join(workdir, LOG_JSONL)
     if not tf.io.gfile.exists(path):

@@ -65,8 +65,12 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
+        if gpus:
+            return tf.distribute.MirroredStrategy([d.name for d in gpus])
+        # Logical CPUs: collective all-reduce of two strategies in one process clash
+        # ("Shape mismatch in the collective instance"); reducing to one device does not.
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
     if name == "default":
         return tf.distribute.get_strategy()
     raise config_lib.ConfigError(
@@ -239,11 +243,11 @@ def evaluate(
     over each video's views (V = eval_num_clips x eval_num_crops consecutive rows).
     Keys "<source>/top1", ..., and "top1", "top5" (means over sources)."""
     names = list(config.data.sources)
-    predict = tf.function(lambda frames: model(tf.cast(frames, tf.float32), training=False))
     results = {}
     for name, dataset in datasets.items():
         src = config.data.sources[name]
         views = int(src.eval_num_clips * src.eval_num_crops)
+        predict = _predictor(model, config, tuple(dataset.element_spec["frames"].shape[1:]))
         all_probs, all_labels = [], []
         for index, batch in enumerate(dataset):
             if max_steps and index >= max_steps:
@@ -269,6 +273,19 @@ def evaluate(
     for metric in ("top1", "top5", "mean_class_accuracy"):
         results[metric] = float(np.mean([results[f"{n}/{metric}"] for n in datasets]))
     return results
+
+
+def _predictor(model: keras.Model, config, frame_shape: tuple):
+    """model(frames) in inference mode; for eval views of another size (e.g. 256 crops of a
+    model trained at 224) a copy of the model built at that size with the same weights."""
+    if tuple(model.inputs[0].shape[1:]) != frame_shape and None not in frame_shape:
+        sized = ml_collections.ConfigDict(config.to_dict())
+        sized.model.input_shape = frame_shape
+        sized.init.keras_weights = ""
+        copy = modeling.build_model_from_config(sized)
+        copy.set_weights(model.get_weights())
+        model = copy
+    return tf.function(lambda frames: model(tf.cast(frames, tf.float32), training=False))
 
 
 # --- Training -------------------------------------------------------------------------------
@@ -346,6 +363,8 @@ def train(
     prefix = resume_prefix(workdir, is_chief, task_id, num_workers)
     if prefix:
         checkpoint.restore(prefix).assert_existing_objects_matched()
+        if is_chief and not config.train.eval_only:
+            logs.truncate_log(workdir, int(step.numpy()))
         if not iterator_in_checkpoint:  # replay the input position: skip the batches already used
             iterator = iter(strategy.distribute_datasets_from_function(
                 _skipping(train_data, int(step.numpy()) * steps.accum, strategy.num_replicas_in_sync)

@@ -22,7 +22,7 @@ def input_shape_for(config: ml_collections.ConfigDict) -> tuple[int, int, int, i
     sources = list(config.data.sources.values())
     if not sources:
         return tuple(zoo.model_spec(config.model.name).input_shape)
-    frames = max(s.num_frames if s.kind == "video" else 1 for s in sources)
+    frames = max(s.num_frames for s in sources)  # one shape across sources (config.validate)
     crop = max(s.crop_size for s in sources)
     return (frames, crop, crop, 3)
 

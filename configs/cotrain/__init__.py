@@ -1,0 +1,1 @@
+"""Training configs (see README, "Training")."""

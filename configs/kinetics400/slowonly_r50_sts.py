@@ -1,0 +1,21 @@
+"""SlowOnly-R50 8x8 with STS, fine-tuned on Kinetics-400 from its ImageNet (T = 1) pre-training.
+
+Run (8 GPUs as the reference; any global batch works, the lr scales linearly):
+    python -m tfsts.train --config=configs/kinetics400/slowonly_r50_sts.py --workdir=runs/kinetics400/slowonly_r50_sts \
+        --config.init.checkpoint=runs/imagenet/slowonly_r50
+Baseline without STS (same weights, plain convs): add --config.model.sts=False.
+Test (10 clips x 3 crops at 256): add --config.train.eval_only=True.
+
+Recipe (sts.md): 8x8 frames, 16 clips per GPU x 8 GPUs = global batch 128 at lr 0.02,
+SGD momentum 0.9, wd 1e-4, 5 warm-up epochs then cosine, clip 40, fp16, 50 epochs.
+Reference result: top-1 75.7 % (from-scratch public baseline 75.2 %; the ImageNet
+pre-training of this 3D net: 79.9 %).
+"""
+from configs import common
+
+
+def get_config():
+    src = common.kinetics400(8, 8, crop_size=224, eval_short_side=256, eval_crop_size=256)
+    c = common.finetune("slowonly_r50", src, per_gpu_batch=16, lr=0.02, epochs=50)
+    c.init.checkpoint = "runs/imagenet/slowonly_r50"  # the image pre-training run (configs/imagenet/pretrain_3d.py)
+    return c
