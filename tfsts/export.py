@@ -118,7 +118,9 @@ def _check_model_input(model, specs) -> tuple[int | None, int | None, int | None
 
 
 def build_archive(model, *, view_spec, class_names, top_k: int = 5, average: str = "prob"):
-    """A `keras.export.ExportArchive` with the four signatures (not yet written)."""
+    """A `keras.export.ExportArchive` with the four signatures (not yet written), its metadata,
+    and the signatures as in-process tf.functions {name: fn(input) -> outputs} (tfsts.predict
+    runs a checkpoint through them, so it computes exactly what the export serves)."""
     import keras
     import tensorflow as tf
 
@@ -211,10 +213,16 @@ def build_archive(model, *, view_spec, class_names, top_k: int = 5, average: str
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serving_default", serve_float, [tf.TensorSpec(frame_shape, tf.float32, name="frames")])
-    archive.add_endpoint("frames_uint8", serve_uint8, [tf.TensorSpec(frame_shape, tf.uint8, name="frames")])
-    archive.add_endpoint("encoded_frames", serve_jpegs, [tf.TensorSpec([None, jpeg_len], tf.string, name="jpeg_frames")])
-    archive.add_endpoint("sequence_example", serve_records, [tf.TensorSpec([None], tf.string, name="sequence_example")])
+    endpoints = {
+        "serving_default": archive.add_endpoint(
+            "serving_default", serve_float, [tf.TensorSpec(frame_shape, tf.float32, name="frames")]),
+        "frames_uint8": archive.add_endpoint(
+            "frames_uint8", serve_uint8, [tf.TensorSpec(frame_shape, tf.uint8, name="frames")]),
+        "encoded_frames": archive.add_endpoint(
+            "encoded_frames", serve_jpegs, [tf.TensorSpec([None, jpeg_len], tf.string, name="jpeg_frames")]),
+        "sequence_example": archive.add_endpoint(
+            "sequence_example", serve_records, [tf.TensorSpec([None], tf.string, name="sequence_example")]),
+    }
     metadata = {
         "model": model.name,
         "heads": list(heads),
@@ -225,7 +233,7 @@ def build_archive(model, *, view_spec, class_names, top_k: int = 5, average: str
         "average_clips": average,
         "signatures": {name: INPUT_KEYS[name] for name in SIGNATURES},
     }
-    return archive, metadata
+    return archive, metadata, endpoints
 
 
 def warmup_requests(metadata: Mapping[str, Any], model_name: str) -> list[bytes]:
@@ -304,7 +312,7 @@ def export_model(
     final = version_path(export_dir, version)
     if final.exists() and not overwrite:
         raise ExportError(f"{final} already exists; pass --overwrite to replace it or --version N to write another version.")
-    archive, metadata = build_archive(model, view_spec=view_spec, class_names=class_names, top_k=top_k, average=average)
+    archive, metadata, _ = build_archive(model, view_spec=view_spec, class_names=class_names, top_k=top_k, average=average)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; TF Serving may run as another user
@@ -347,3 +355,103 @@ def latest_version(export_dir: str | os.PathLike) -> Path:
     if not versions:
         raise ExportError(f"{path}: no SavedModel here nor in a numbered version directory below it.")
     return versions[-1][1]
+
+
+# --- CLI -------------------------------------------------------------------------------------
+def export_checkpoint(
+    config,
+    checkpoint: str,
+    export_dir: str,
+    *,
+    version: int = 1,
+    overwrite: bool = False,
+    top_k: int = 5,
+    average: str = "prob",
+    config_path: str | None = None,
+) -> Path:
+    """Build the config's model, restore the checkpoint, export it (heads, label maps and
+    evaluation views from the config)."""
+    from tfsts import evaluate
+
+    config = evaluate.config_for(checkpoint, config)
+    final = version_path(export_dir, version)
+    if final.exists() and not overwrite:  # before minutes of model building
+        raise ExportError(f"{final} already exists; pass --overwrite to replace it or --version N to write another version.")
+    model, _ = evaluate.load_model(config, checkpoint, config_path=config_path)
+    clip_len = model.inputs[0].shape[1]
+    specs = evaluate.view_specs(config, clip_len)
+    names = {n: evaluate.class_names_for(config, n) for n in config.data.sources}
+    if not isinstance(model.output, Mapping):
+        (only,) = names
+        specs, names = specs[only], names[only]
+    return export_model(
+        model, export_dir, view_spec=specs, class_names=names, version=version, overwrite=overwrite,
+        top_k=top_k, average=average,
+    )
+
+
+def _main(argv) -> None:
+    from absl import flags
+
+    import tensorflow as tf
+
+    from tfsts import evaluate
+    from tfsts.training import config as config_lib
+
+    FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        evaluate._fail(f"unexpected arguments {argv[1:]}; config fields are set with --config.a.b=value.", 2)
+    config_path = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--config=")), None)
+    try:
+        path = export_checkpoint(
+            FLAGS.config, FLAGS.checkpoint, FLAGS.export_dir, version=FLAGS.version, overwrite=FLAGS.overwrite,
+            top_k=FLAGS.top_k, average=FLAGS.average_clips, config_path=config_path,
+        )
+    except (ExportError, evaluate.EvaluationError, config_lib.ConfigError, FileNotFoundError) as e:
+        print(f"tfsts.export: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except tf.errors.OpError as e:
+        print(f"tfsts.export: error: {e.message.strip().splitlines()[0][:600]}", file=sys.stderr)
+        sys.exit(1)
+    meta = read_metadata(path)
+    print(f"exported {meta['model']} to {path} (signatures: {', '.join(SIGNATURES)}; heads: "
+          f"{', '.join(h or 'default' for h in meta['heads'])})")
+
+
+def run() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    config_flags.DEFINE_config_file("config", None, "The training config; default: the checkpoint's config.json.")
+    flags.DEFINE_string("checkpoint", None, "Training workdir (its latest checkpoint) or a checkpoint prefix.")
+    flags.DEFINE_string("export_dir", None, "DIR/NAME: TF Serving's base path for model NAME; the export goes to DIR/NAME/<version>.")
+    flags.DEFINE_integer("version", 1, "Version directory under --export_dir.")
+    flags.DEFINE_boolean("overwrite", False, "Replace an existing version directory.")
+    flags.DEFINE_integer("top_k", 5, "How many top_k_indices / top_k_labels per video.")
+    flags.DEFINE_enum("average_clips", "prob", list(EXPORT_AVERAGES), "How the views of a video are combined in the graph.")
+    argv = sys.argv[1:]
+    for required in ("--checkpoint", "--export_dir"):
+        if not any(a.startswith(required) for a in argv):
+            print(f"tfsts.export: error: {required}=... is required.", file=sys.stderr)
+            sys.exit(2)
+    _precheck_config(argv)
+    app.run(_main)
+
+
+def _precheck_config(argv) -> None:
+    from tfsts.training import config as config_lib
+
+    paths = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    if not paths:
+        return
+    try:
+        config_lib.check_overrides(config_lib.load_config_file(paths[-1]), argv)
+    except config_lib.ConfigError as e:
+        print(f"tfsts.export: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()
