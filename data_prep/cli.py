@@ -157,6 +157,14 @@ def check_beam_arguments(args: Sequence[str], own_flags: Sequence[str]) -> list[
     return list(args)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl parser for the tools (verify, inspect): every flag must be theirs; one-line errors."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        _fail(f"{' '.join(str(e).split())} (see --help)")
+
+
 def parse_known_flags(argv: list[str]) -> list[str]:
     """absl parser: data_prep's flags, then the rest checked against Beam's options."""
     try:

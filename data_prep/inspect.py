@@ -105,7 +105,11 @@ def main(argv: list[str]) -> int:
         print(f"data_prep.inspect: {e}", file=sys.stderr)
         return 1
     sheet = contact_sheet(record, options.max_frames, options.columns, options.tile_height)
-    sheet.save(options.out)
+    try:
+        sheet.save(options.out)
+    except (OSError, ValueError) as e:
+        print(f"data_prep.inspect: error: --out {options.out}: {e}", file=sys.stderr)
+        return 2
     info = describe(record)
     print("\n".join(info["header"]))
     print("frames shown: " + ", ".join(f"#{i}" for i in pick_frames(len(info["encoded"]), options.max_frames)))
@@ -121,4 +125,6 @@ if __name__ == "__main__":
     flags.DEFINE_integer("max_frames", 16, "Frames on the sheet, spread evenly over the clip.", lower_bound=1)
     flags.DEFINE_integer("columns", 4, "Frames per row.", lower_bound=1)
     flags.DEFINE_integer("tile_height", 160, "Height of each frame on the sheet.", lower_bound=16)
-    app.run(main)
+    from data_prep import cli
+
+    app.run(main, flags_parser=cli.parse_flags)

@@ -222,4 +222,6 @@ if __name__ == "__main__":
 
     flags.DEFINE_integer("sample_records", 2, "Records per shard whose frames are JPEG-decoded.")
     flags.DEFINE_integer("sample_frames", 3, "Frames decoded per sampled record (first, middle, last...).")
-    app.run(main)
+    from data_prep import cli
+
+    app.run(main, flags_parser=cli.parse_flags)

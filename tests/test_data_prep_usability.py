@@ -16,6 +16,7 @@ from data_prep.decode import FrameOptions, decode_video
 from data_prep.inspect import pick_frames
 from data_prep.items import DecodeError, InputError
 from data_prep.pipeline import RunConfig, RunError
+from data_prep.verify import verify
 from tests import data_prep_helpers as helpers
 
 VIDEOS = helpers.SHARED_VIDEOS
@@ -34,7 +35,9 @@ def config(out: Path, dataset: str, **overrides) -> RunConfig:
 
 
 def error_lines(result) -> list[str]:
-    return [line for line in result.stderr.splitlines() if line.strip()]
+    """stderr lines, without TensorFlow's C++ start-up lines (printed at import whatever the log level)."""
+    tf_startup = ("I0000 ", "W0000 ", "E0000 ", "WARNING: All log messages before absl::InitializeLog")
+    return [line for line in result.stderr.splitlines() if line.strip() and not line.startswith(tf_startup)]
 
 
 def one_line_error(result) -> str:
@@ -290,6 +293,8 @@ def test_short_clips_policy_in_a_real_run(short_kinetics, tmp_path):
     assert "kept although shorter than asked (--short_clips=keep): short 1, truncated 1" in kept.summary
     assert "train.csv:4 [short, field 'file']" in kept.summary and "the file ends at 10.04 s" in kept.summary
     assert sum(s["frames"] for s in manifest["splits"]["train"]["shards"]) == 120 + 14 + 51
+    report = verify(str(tmp_path / "keep"))
+    assert report.ok, report.text()
 
 
 def test_short_clip_stop_message_names_the_policy_flag(short_kinetics, tmp_path):
@@ -357,6 +362,9 @@ def test_inspect_picks_evenly_over_the_clip_never_more_than_it_has(small_list, t
     shown = helpers.run_module("data_prep.inspect", str(out / shard), "--index=0", f"--out={tmp_path / 's.png'}",
                                "--max_frames=16")
     assert "frames shown: #0, #1, #2, #3\n" in shown.stdout  # all 4 frames of the 4-frame clip
+    for bad in ("--max_frames=0", f"--out={tmp_path / 'no' / 'such' / 'dir.png'}"):
+        line = one_line_error(helpers.run_module("data_prep.inspect", str(out / shard), bad, check=False))
+        assert ("--max_frames" if "max_frames" in bad else "--out") in line, line
 
 
 def test_data_prep_messages_cite_only_files_in_the_repository():
