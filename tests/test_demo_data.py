@@ -63,7 +63,8 @@ def test_every_video_decodes_with_data_prep_and_moves_as_labelled(tiny):
         for item in items[dataset]:
             frames = decoded(os.path.join(tiny.root, item["file"]))
             assert frames.shape == (TINY.num_frames, TINY.height, TINY.width, 3), item["file"]
-            motion = motions[dataset][item["label"]]
+            motion = {demo_data.ssv2_class_name(m.name): m for m in motions[dataset]}[item["label_text"]]
+            assert demo_data.class_names()[dataset][item["label"]] == item["label_text"]  # data_prep's index
             first, spread_first = centroid_and_spread(frames[0])
             last, spread_last = centroid_and_spread(frames[-1])
             moved = last - first
@@ -111,8 +112,8 @@ def test_kinetics_layout_parses_with_data_prep(tiny):
     assert annotations.labels == demo_data.class_names()["kinetics"]
     assert len(annotations.items) == sum(TINY.kinetics_per_class) * 4
     assert {i.split for i in annotations.items} == {"train", "val"}
-    truth = {i["media_id"]: i["label_text"] for i in index(tiny)["items"]["kinetics"]}
-    assert {i.media_id: i.label_text for i in annotations.items} == truth
+    truth = {i["media_id"]: (i["label"], i["label_text"]) for i in index(tiny)["items"]["kinetics"]}
+    assert {i.media_id: (i.label_index, i.label_text) for i in annotations.items} == truth
     for item in annotations.items:  # already-cut clips: no window to cut
         assert (item.start, item.end) == (None, None)
         assert os.path.basename(os.path.dirname(item.path)) == item.label_text.replace(" ", "_")

@@ -299,6 +299,7 @@ def make_demo_data(root: str, config: DemoDataConfig = DemoDataConfig(), progres
     """Write the three datasets under `root` (created; existing files are overwritten)."""
     images, digit_labels = load_digit_images()
     pools = split_pools(digit_labels, config.seed)
+    # "label" in the index is the class index of data_prep's label map (class_names()).
     index: dict[str, list[dict]] = {"kinetics": [], "ssv2": [], "images": []}
     total = (sum(config.kinetics_per_class) * len(KINETICS_MOTIONS) + sum(config.ssv2_per_class) * len(SSV2_MOTIONS)
              + sum(config.images_per_class) * len(DIGIT_CLASSES))
@@ -320,7 +321,8 @@ def make_demo_data(root: str, config: DemoDataConfig = DemoDataConfig(), progres
         path_info = trajectory(motion, rng, config)
         write_video(os.path.join(folder, name), render_clip(images[digit], path_info, rng, config.width, config.height), config.fps, codec)
         rows[split].append([motion.name, youtube_id, start, end, split])
-        index["kinetics"].append(dict(split=split, media_id=f"{youtube_id}_{start:06d}_{end:06d}", label=c,
+        index["kinetics"].append(dict(split=split, media_id=f"{youtube_id}_{start:06d}_{end:06d}",
+                                      label=class_names()["kinetics"].index(motion.name),  # data_prep's index
                                       label_text=motion.name, digit=int(digit_labels[digit]), digit_index=digit,
                                       file=os.path.relpath(os.path.join(folder, name), root), codec=codec,
                                       **path_info.to_json()))
