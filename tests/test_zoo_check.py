@@ -1,4 +1,4 @@
-"""python -m tfsts.demo as a user runs it (issue 11): reproducible numbers, the input size
+"""python -m tfsts.zoo_check (the model-zoo smoke check) as a user runs it (issue 11): reproducible numbers, the input size
 printed, one-line errors for user mistakes."""
 import os
 import subprocess
@@ -12,7 +12,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def demo(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "tfsts.demo", *args], cwd=REPO_ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "tfsts.zoo_check", *args], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -49,4 +49,4 @@ def test_demo_user_errors_are_one_line():
         result = demo(*args)
         lines = [line for line in result.stderr.splitlines() if line.strip() and not tf_startup_log(line)]
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-        assert len(lines) == 1 and lines[0].startswith("tfsts.demo: error:") and expected in lines[0], result.stderr
+        assert len(lines) == 1 and lines[0].startswith("tfsts.zoo_check: error:") and expected in lines[0], result.stderr

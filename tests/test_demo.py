@@ -1,4 +1,4 @@
-"""tfsts.demo_pipeline: the end-to-end demo at a tiny size (slow: minutes, it trains six
+"""tfsts.demo: the end-to-end demo at a tiny size (slow: minutes, it trains six
 models), plus fast checks of its command line and its summary arithmetic."""
 import json
 import os
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfsts import demo_pipeline
+from tfsts import demo as demo_pipeline
 from tfsts.evaluation import metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ def tiny_demo(tmp_path_factory):
     work = tmp_path_factory.mktemp("demo") / "work"
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run(
-        [sys.executable, "-m", "tfsts.demo_pipeline", "--workdir", str(work), "--data_scale", "0.1",
+        [sys.executable, "-m", "tfsts.demo", "--workdir", str(work), "--data_scale", "0.1",
          "--steps", "3", "--pretrain_steps", "2"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1800,
     )
