@@ -136,3 +136,24 @@ def test_core_rejects_unknown_blocks_and_biased_2plus1d():
         resnet_core.resnet_stage(x, resnet_core.Stage(blocks=1, filters=16), name="conv2", block="dense")
     with pytest.raises(ValueError, match="b: a factorized .* no conv biases"):
         resnet_core.basic_block(x, 16, name="b", factorized=True, conv_bias=True)
+
+
+def test_strided_max_pool_runs_in_bfloat16_and_matches_float32():
+    """The symmetric-padding MaxPool3D pads with the dtype's lowest value; bfloat16 (mixed_bfloat16
+    training) must work and pick the same maxima as float32 on values bfloat16 represents exactly."""
+    from tfsts.models.blocks import MaxPool3D
+
+    x = np.arange(2 * 4 * 6 * 6 * 3, dtype=np.float32).reshape(2, 4, 6, 6, 3) % 17 - 8.0
+    pool = MaxPool3D((3, 3, 3), (2, 2, 2))
+    want = np.asarray(pool(keras.ops.convert_to_tensor(x)))
+    got = MaxPool3D((3, 3, 3), (2, 2, 2), dtype="mixed_bfloat16")(keras.ops.convert_to_tensor(x))
+    assert keras.backend.standardize_dtype(got.dtype) == "bfloat16"
+    np.testing.assert_array_equal(np.asarray(keras.ops.cast(got, "float32")), want)
+    # Border windows see the padding, never pick it: a reference max over the in-range taps.
+    ref = np.full(want.shape, -np.inf, np.float32)
+    for t in range(want.shape[1]):
+        for h in range(want.shape[2]):
+            for w in range(want.shape[3]):
+                win = x[:, max(2 * t - 1, 0):2 * t + 2, max(2 * h - 1, 0):2 * h + 2, max(2 * w - 1, 0):2 * w + 2]
+                ref[:, t, h, w] = win.max(axis=(1, 2, 3))
+    np.testing.assert_array_equal(want, ref)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import keras
+import ml_dtypes
 import numpy as np
 from keras import ops
 
@@ -104,7 +105,8 @@ class MaxPool3D(keras.layers.Layer):
         if all(s == 1 for s in self.strides):
             return ops.max_pool(x, self.pool_size, self.strides, padding="same")
         pads = [(0, 0)] + symmetric_pads(self.pool_size) + [(0, 0)]
-        lowest = float(np.finfo(keras.backend.standardize_dtype(x.dtype)).min)
+        # ml_dtypes.finfo also knows bfloat16 (NumPy's finfo does not: mixed_bfloat16 would fail here).
+        lowest = float(ml_dtypes.finfo(keras.backend.standardize_dtype(x.dtype)).min)
         x = ops.pad(x, pads, constant_values=lowest)
         return ops.max_pool(x, self.pool_size, self.strides, padding="valid")
 
