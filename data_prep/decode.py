@@ -133,8 +133,8 @@ def container_cut_short(path: str) -> str | None:
                         box_size = int.from_bytes(header[8:16], "big")
                     if box_size == 0:
                         return None  # extends to the end of the file by definition
-                    if box_size < 8:
-                        return None  # not a box structure we understand: let FFmpeg judge
+                    if box_size < 8 or not all(32 <= c < 127 for c in box_type):
+                        return None  # not a box structure (garbage, not a cut): let FFmpeg judge
                     if offset + box_size > size:
                         name = box_type.decode("latin-1")
                         return f"the file has {size:,} bytes but its '{name}' box ends at byte {offset + box_size:,}"

@@ -168,38 +168,28 @@ def test_unknown_sizes_are_an_error_naming_the_layer():
 
 
 # ---------------------------------------------------------------- the README table
-def _readme_rows() -> list[tuple[str, str]]:
-    """(model cell, input cell) of each row of the README's model table."""
+def _readme_rows() -> list[tuple[str, str, str]]:
+    """(model, input, settings) of each row of the README's model table."""
     text = (REPO / "README.md").read_text()
-    table = text.split("| model | input | params (ours)", 1)[1].split("\n\n", 1)[0]
-    rows = [line.split("|")[1:3] for line in table.splitlines()[2:] if line.startswith("|")]
-    return [(m.strip(), i.strip()) for m, i in rows]
-
-
-def _readme_configs() -> list[tuple[str, int, int, str]]:
-    """The README rows expanded into (name, frames, size, variant), e.g.
-    "resnet3d_18 A / B" -> two rows, "ipcsn_50 / 101 / 152" -> three."""
-    configs = []
-    for cell, size_cell in _readme_rows():
-        frames, size = re.fullmatch(r"(\d+)x(\d+)²", size_cell).groups()
-        words = cell.split(" (")[0].split()
-        name, rest = words[0], " ".join(words[1:])
-        if rest in ("A / B",):
-            configs += [(name, int(frames), int(size), v) for v in ("A", "B")]
-            continue
-        names = [name]
-        for other in [w.strip() for w in rest.split("/") if w.strip()]:
-            names.append(other if "_" in other else f"{name.rsplit('_', 1)[0]}_{other}")
-        configs += [(n, int(frames), int(size), "") for n in names]
-    return configs
+    table = text.split("| model | input | settings | params (ours)", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split("|")[1:4] for line in table.splitlines()[2:] if line.startswith("|")]
+    return [tuple(cell.strip() for cell in row) for row in rows]
 
 
 def test_all_covers_exactly_the_readme_rows_in_order():
-    ours = [(r.name, r.frames, r.size, str(r.overrides.get("shortcut_type", ""))) for r in flops.README_TABLE]
-    readme = _readme_configs()
-    # resnet3d_10 (A) is stated in the README cell; its variant is in the note.
-    assert [(n, t, s) for n, t, s, _ in ours] == [(n, t, s) for n, t, s, _ in readme]
-    assert [v for *_, v in readme if v] == [v for n, *_, v in ours if v and n in ("resnet3d_18", "resnet3d_34")]
+    ours = [(r.name, f"{r.frames}x{r.size}x{r.size}", r.note) for r in flops.readme_table()]
+    readme = [row for row in _readme_rows() if row[0] in {r.name for r in flops.readme_table()}]
+    assert ours == readme
+
+
+def _variant(name: str, settings: dict) -> str:
+    """The EXPECTED_ALL key's variant: Hara's basic-block nets default to shortcut A;
+    ir-CSN-50 has a row with STS on (temporal strides 1) beside the sts=False baseline."""
+    if name in ("resnet3d_10", "resnet3d_18", "resnet3d_34"):
+        return "shortcut " + settings.get("shortcut_type", "A")
+    if name == "ircsn_50" and settings.get("sts", True):
+        return "sts on"
+    return ""
 
 
 # (params, GMACs to 3 decimals) of every README row as --all prints them: the
@@ -224,6 +214,7 @@ EXPECTED_ALL = {
     ("densenet3d_121", ""): (11_696_528, "10.404"),
     ("densenet3d_201", ""): (26_143_120, "11.243"),
     ("ircsn_50", ""): (13_131_152, "42.309"),
+    ("ircsn_50", "sts on"): (13_131_152, "80.344"),
     ("ircsn_101", ""): (22_213_776, "56.468"),
     ("ircsn_152", ""): (29_703_568, "74.046"),
     ("ipcsn_50", ""): (14_396_176, "47.652"),
@@ -257,16 +248,15 @@ def test_all_prints_the_readme_table_with_each_rows_settings():
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["model", "input", "params", "GMACs", "settings"]
     rows = [line.split(None, 4) for line in lines[1:]]
-    assert [(r[0], int(r[1].split("x")[0]), int(r[1].split("x")[1])) for r in rows] == [
-        (r.name, r.frames, r.size) for r in flops.README_TABLE
-    ]
-    for (name, _, params, gmacs, settings), row in zip(rows, flops.README_TABLE):
-        variant = "shortcut " + row.overrides["shortcut_type"] if "shortcut_type" in row.overrides else ""
-        assert (int(params.replace(",", "")), gmacs) == EXPECTED_ALL[(name, variant)], name
-        if name.startswith(("ircsn", "ipcsn")):
-            assert settings == "sts off, t-strides 1,2,2,2"
+    table = flops.readme_table()
+    assert [(r[0], r[1]) for r in rows] == [(r.name, f"{r.frames}x{r.size}x{r.size}") for r in table]
+    for (name, _, params, gmacs, settings), row in zip(rows, table):
+        assert (int(params.replace(",", "")), gmacs) == EXPECTED_ALL[(name, _variant(name, row.overrides))], name
+        assert settings == row.note  # the README's settings column
+        if name.startswith(("ircsn", "ipcsn")) and row.overrides.get("sts") is False:
+            assert settings == "sts=False"
         elif name in ("slowonly_r50", "slowfast_r50_8x8", "x3d_s", "r2plus1d_18"):
-            assert settings.startswith("sts on")
+            assert settings.startswith("sts=True")
     # keras-cv's Video Swin blocks no longer print a mask warning each.
     assert "mask" not in result.stderr.lower()
 

@@ -57,7 +57,7 @@ INDEPENDENT = {
     ("ipcsn_152", (("sts", False),)): (33_016_592, 83.295, 5e-4),  # C, VMZ
     ("x3d_s", ()): (3_794_274, 1.963, 5e-4),  # C, pytorchvideo hub.x3d_s
     ("x3d_m", ()): (3_794_274, 4.732, 5e-4),  # C, pytorchvideo hub.x3d_m
-    ("videoswin_tiny", ()): (27_663_894 + 768 * 400 + 400, 13.60, 5e-3),  # keras-cv backbone + our head
+    ("videoswin_tiny", ()): (27_663_894 + 768 * 400 + 400, 17.457, 5e-4),  # keras-cv backbone + our head; every window counted (hand count in tests/test_flops.py)
 }
 CHEAP = {("x3d_s", ()), ("resnet3d_10", ())}
 

@@ -201,33 +201,17 @@ class TableRow:
     note: str = ""
 
 
-_HARA = 16, 112
-_CSN_BASELINE = dict(overrides={"sts": False}, note="t-strides 1,2,2,2")
+def readme_table() -> list[TableRow]:
+    """The rows of the README's model table, in its order: what `--all` prints. They are
+    the model cards' counts (tfsts/models/cards.py), so the README, the tests' expected
+    counts and this command read one table."""
+    from tfsts.models.cards import CARDS, settings_text
 
-# The rows of the README's model table, in its order: what `--all` prints.
-README_TABLE: tuple[TableRow, ...] = (
-    TableRow("slowonly_r50", 8, 256),
-    TableRow("i3d_r50", 8, 256),
-    TableRow("slowfast_r50_8x8", 32, 256),
-    TableRow("slowfast_r50_4x16", 32, 256),
-    TableRow("resnet3d_10", *_HARA, {"shortcut_type": "A"}, "shortcut A"),
-    TableRow("resnet3d_18", *_HARA, {"shortcut_type": "A"}, "shortcut A"),
-    TableRow("resnet3d_18", *_HARA, {"shortcut_type": "B"}, "shortcut B"),
-    TableRow("resnet3d_34", *_HARA, {"shortcut_type": "A"}, "shortcut A"),
-    TableRow("resnet3d_34", *_HARA, {"shortcut_type": "B"}, "shortcut B"),
-    *(TableRow(f"resnet3d_{d}", *_HARA, note="shortcut B") for d in (50, 101, 152, 200)),
-    TableRow("preact_resnet3d_200", *_HARA),
-    TableRow("wide_resnet3d_50", *_HARA, note="k=2"),
-    TableRow("resnext3d_101", *_HARA),
-    TableRow("densenet3d_121", *_HARA),
-    TableRow("densenet3d_201", *_HARA),
-    *(TableRow(f"{mode}csn_{d}", 32, 224, **_CSN_BASELINE) for mode in ("ir", "ip") for d in (50, 101, 152)),
-    TableRow("x3d_s", 13, 160),
-    TableRow("x3d_m", 16, 224),
-    TableRow("r2plus1d_18", 8, 112),
-    TableRow("r2plus1d_34", 8, 112),
-    TableRow("videoswin_tiny", 8, 224, note="no attention matmuls"),
-)
+    return [
+        TableRow(card.name, counts.input_shape[0], counts.input_shape[1], dict(counts.settings), settings_text(counts, card))
+        for card in CARDS.values()
+        for counts in card.counts
+    ]
 
 
 def _sts_setting(name: str, overrides: Mapping[str, object]) -> str:
@@ -272,7 +256,7 @@ def _rows(fv) -> list[TableRow]:
         given = [f"--{f}" for f in ("model", "frames", "size", "sts") if fv[f].present]
         if given:
             raise UsageError(f"--all prints the README's rows at their own settings; drop {', '.join(given)}.")
-        return list(README_TABLE)
+        return readme_table()
     if fv.model is None:
         raise UsageError("give --model NAME or --all (models: " + ", ".join(models.available_models()) + ").")
     try:
@@ -294,7 +278,7 @@ def _print_table(rows: Sequence[TableRow], num_classes: int, out=sys.stdout) -> 
             reason = " ".join(str(err).split())
             raise ValueError(f"cannot build {row.name} at {row.frames}x{row.size}x{row.size}: {reason}") from err
         result = summary(model)
-        settings = ", ".join(s for s in (_sts_setting(row.name, row.overrides), row.note) if s)
+        settings = row.note or _sts_setting(row.name, row.overrides)
         if index == 0:  # after the first build: a model that cannot be built prints nothing
             print(HEADER, file=out, flush=True)
         print(_format_row(row.name, row.frames, row.size, result["params"], result["gmacs"], settings), file=out, flush=True)
