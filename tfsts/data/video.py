@@ -104,7 +104,7 @@ def resize_short_side(frames: tf.Tensor, short_side: int) -> tf.Tensor:
     def resize() -> tf.Tensor:
         lead = shape[:-3]
         flat = tf.reshape(frames, tf.concat([[-1], shape[-3:]], 0))
-        out = _to_uint8(tf.image.resize(flat, tf.stack([new_h, new_w]), method="bilinear"))
+        out = _to_uint8(_resize_bilinear(flat, tf.stack([new_h, new_w])))
         return tf.reshape(out, tf.concat([lead, tf.stack([new_h, new_w, 3])], 0))
 
     same = tf.logical_and(tf.equal(new_h, height), tf.equal(new_w, width))
@@ -219,8 +219,17 @@ def decode_crop_resize(jpegs: tf.Tensor, box: tf.Tensor, crop_size: int) -> tf.T
         lambda x: tf.image.decode_and_crop_jpeg(x, box, channels=3, dct_method="INTEGER_FAST"),
         jpegs, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8), parallel_iterations=16,
     )
-    out = tf.image.resize(crops, [crop_size, crop_size], method="bilinear")
-    return _to_uint8(out)
+    return _to_uint8(_resize_bilinear(crops, [crop_size, crop_size]))
+
+
+def _resize_bilinear(images: tf.Tensor, size: Any) -> tf.Tensor:
+    """float32 bilinear resize (half-pixel centres, no antialias) of uint8 images.
+
+    Casting to float32 first gives the same values as resizing the uint8 tensor (the kernel
+    converts each tap to float either way) but runs the float kernel, about 1.7x cheaper in CPU
+    here (2.5 vs 1.4 ms for 8 crops to 224; benchmarks/bench_input.py).
+    """
+    return tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
 
 
 def _to_uint8(x: tf.Tensor) -> tf.Tensor:
