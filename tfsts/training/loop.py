@@ -13,9 +13,10 @@ layers are stateful, and a stateful op would make the input iterator uncheckpoin
 
 Checkpoints (tf.train.CheckpointManager in DIR/checkpoints): model, optimizer, step, the
 model's RNG (dropout, drop-path) state, the RandAugment layers' RNG state and, on one
-device, the input iterator, so a killed run resumes exactly. tf.distribute's DistributedIterator (several replicas) cannot be checkpointed in
-TF 2.21 ("expecting iterator to be a trackable object"); there the resumed run skips the
-batches the finished steps consumed (same position for a deterministic pipeline).
+device, the input iterator, so a killed run resumes exactly. tf.distribute's
+DistributedIterator (several replicas) cannot be checkpointed in TF 2.21 ("expecting
+iterator to be a trackable object"); there the resumed run skips the batches the finished
+steps consumed (same position for a deterministic pipeline).
 """
 from __future__ import annotations
 
