@@ -92,6 +92,10 @@ def test_recipe_numbers_follow_the_reference():
     image = _load("configs/imagenet/pretrain_3d.py:slowonly_r50")
     assert (image.model.name, image.train.loss, image.optimizer.name, image.data.sources.imagenet.num_frames) == (
         "slowonly_r50", "bce", "lamb", 1)
+    imagenet = image.data.sources.imagenet
+    assert (imagenet.randaugment_magnitude, imagenet.randaugment_num_ops, image.model.drop_path) == (7.0, 2, 0.05)
+    for name in ("ircsn_50", "r2plus1d_34", "slowfast_r50_4x16", "slowfast_r50_8x8", "slowonly_r50", "x3d_s"):
+        assert modeling._builder_accepts(name, "drop_path_rate"), name  # the recipe's drop-path reaches each
     ssv2.train.global_batch_size = 16  # linear scaling from the reference batch 64
     assert config_lib.lr_for(ssv2) == pytest.approx(0.025)
 

@@ -98,11 +98,17 @@ def _logged_step(workdir):
         return 0
 
 
-@pytest.mark.slow  # ~1-2 min
-def test_sigkill_mid_run_then_restart_equals_an_uninterrupted_run(tmp_path):
+AUGMENTED = {"data.sources.toy.randaugment_magnitude": 7.0, "model.drop_path": 0.1}
+
+
+@pytest.mark.slow  # ~1-2 min each
+@pytest.mark.parametrize("extra", [{}, AUGMENTED], ids=["dropout", "randaugment_droppath"])
+def test_sigkill_mid_run_then_restart_equals_an_uninterrupted_run(tmp_path, extra):
     """Deterministic mode, dropout on (its RNG state is checkpointed), checkpoints every 3
-    steps: SIGKILL after step >= 8 of 30, rerun the same command, compare final weights."""
-    overrides = {"train.num_steps": 30, "train.checkpoint_every": 3, "deterministic": True, "model.dropout": 0.5}
+    steps: SIGKILL after step >= 8 of 30, rerun the same command, compare final weights.
+    Second case: also RandAugment m7 in the train step and drop-path 0.1 (their RNG states
+    are in the checkpoint too)."""
+    overrides = {"train.num_steps": 30, "train.checkpoint_every": 3, "deterministic": True, "model.dropout": 0.5, **extra}
     full = _start(tmp_path / "full", overrides)
     victim = _start(tmp_path / "killed", overrides)
     deadline = time.time() + 300

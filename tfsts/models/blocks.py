@@ -83,6 +83,65 @@ def conv_bn(
     return x
 
 
+@keras.saving.register_keras_serializable(package="tfsts")
+class DropPath(keras.layers.Layer):
+    """Stochastic depth (timm's `DropPath`): in training, each sample's residual branch is
+    kept with probability 1 - rate and scaled by 1 / (1 - rate), else zeroed; identity at
+    inference. No weights (its seed generator's state is a non-weight variable).
+
+    Args:
+        rate: the drop probability, in [0, 1).
+        seed: of its `keras.random.SeedGenerator`; None draws from Keras' global seed.
+
+    Example:
+        >>> y = DropPath(0.1, name="conv2_block1_drop_path")(residual)
+    """
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"{self.name}: rate is a drop probability in [0, 1); got {rate}.")
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        kept = keras.random.uniform(shape, seed=self.seed_generator) < keep
+        return x * ops.cast(kept, x.dtype) / ops.cast(keep, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+def drop_path(x, rate: float, name: str):
+    """`{name}_drop_path` (DropPath) on a residual branch; with rate 0 no layer at all (the
+    layouts, and the models built without drop-path, stay as they were).
+
+    With rate > 0 the weights are the same (names, shapes) but Keras orders a functional
+    model's layers by depth, so `model.weights` and the checkpoint keys (layer indices)
+    differ from the model without drop-path: move weights between the two by layer name
+    (`tfsts.training.copy_matching_weights`, which `init.checkpoint` uses).
+    """
+    return DropPath(rate, name=f"{name}_drop_path")(x) if rate > 0 else x
+
+
+def drop_path_schedule(num_blocks: int, rate: float) -> list[float]:
+    """Per-block rates rising linearly from 0 (first block) to `rate` (last), as timm's and
+    pytorchvideo's `linspace(0, rate, num_blocks)`."""
+    if not 0.0 <= float(rate) < 1.0:
+        raise ValueError(f"drop_path_rate is a drop probability in [0, 1); got {rate}.")
+    if num_blocks <= 1:
+        return [0.0] * num_blocks
+    return [float(rate) * i / (num_blocks - 1) for i in range(num_blocks)]
+
+
 def add_and_relu(shortcut, residual, name: str):
     """The end of a post-activation residual block: `{name}_add`, then `{name}_out`."""
     y = keras.layers.Add(name=f"{name}_add")([shortcut, residual])

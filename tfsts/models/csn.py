@@ -98,6 +98,7 @@ def csn_backbone(
     temporal_strides: Sequence[int] | None = None,
     spatial_strides: Sequence[int] = (1, 2, 2, 2),
     stage_blocks: Sequence[int] | None = None,
+    drop_path_rate: float = 0.0,
     normalization: str | None = None,
 ) -> keras.Model:
     """ir-/ip-CSN features before global pooling ([B, T', H/32, W/32, 2048]).
@@ -108,6 +109,8 @@ def csn_backbone(
         ValueError from the STS conv.
     stage_blocks: blocks per stage, overriding `depth`'s (as mmaction2's
         `stage_blocks`; e.g. (1, 1, 1, 1) for fast structural tests).
+    drop_path_rate: stochastic depth of the residual branches, rising linearly over the
+        blocks to this rate (resnet_core.py); 0: no drop-path layers.
     """
     if depth not in STAGE_BLOCKS:
         raise ValueError(f"CSN depth must be one of {sorted(STAGE_BLOCKS)}; got {depth}.")
@@ -119,5 +122,7 @@ def csn_backbone(
     stages = csn_stages(blocks, temporal_strides, spatial_strides)
     inputs, clip = clip_input(input_shape, normalization)
     x = stem(clip, conv1_t_size=3, pool1_t_size=1, pool1_t_stride=1, bn_epsilon=BN_EPSILON)
-    x = resnet_stages(x, stages, block="bottleneck", **_block_options(mode, sts, sts_variant))
+    x = resnet_stages(
+        x, stages, block="bottleneck", drop_path_rate=drop_path_rate, **_block_options(mode, sts, sts_variant)
+    )
     return keras.Model(inputs, x, name=name)

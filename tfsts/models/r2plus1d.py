@@ -78,6 +78,7 @@ def r2plus1d_backbone(
     temporal_strides: Sequence[int] = (1, 2, 2, 2),
     spatial_strides: Sequence[int] = (1, 2, 2, 2),
     stage_blocks: Sequence[int] | None = None,
+    drop_path_rate: float = 0.0,
     normalization: str | None = None,
 ) -> keras.Model:
     """R(2+1)D features before global pooling ([B, T / 8, H / 16, W / 16, 512] with
@@ -88,6 +89,8 @@ def r2plus1d_backbone(
         uses (1, 1, 1, 1).
     stage_blocks: blocks per stage, overriding `depth`'s (as mmaction2's
         `stage_blocks`; e.g. (1, 1, 1, 1) for fast structural tests).
+    drop_path_rate: stochastic depth of the residual branches, rising linearly over the
+        blocks to this rate (resnet_core.py); 0: no drop-path layers.
     """
     if depth not in STAGE_BLOCKS:
         raise ValueError(f"R(2+1)D depth must be one of {sorted(STAGE_BLOCKS)}; got {depth}.")
@@ -97,7 +100,8 @@ def r2plus1d_backbone(
     x = conv_bn(clip, STEM_MID_CHANNELS, (1, 7, 7), "conv1_spatial", strides=(1, 2, 2), bn_epsilon=BN_EPSILON)
     x = conv_bn(x, 64, (3, 1, 1), "conv1_temporal", bn_epsilon=BN_EPSILON)
     x = resnet_stages(
-        x, stages, block="basic", factorized=True, sts=sts, sts_case="C", sts_variant=sts_variant, bn_epsilon=BN_EPSILON
+        x, stages, block="basic", factorized=True, sts=sts, sts_case="C", sts_variant=sts_variant, bn_epsilon=BN_EPSILON,
+        drop_path_rate=drop_path_rate,
     )
     return keras.Model(inputs, x, name=name)
 

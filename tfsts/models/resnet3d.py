@@ -114,6 +114,7 @@ def build_resnet3d(
     stride_layout: str = "3x3",
     conv_bias: bool = False,
     bn_epsilon: float = BN_EPSILON,
+    drop_path_rate: float = 0.0,
     normalization: str | None = None,
 ) -> keras.Model:
     """General post-activation 3D ResNet (shared by ResNet, wide ResNet and ResNeXt).
@@ -122,7 +123,8 @@ def build_resnet3d(
     stage's output channels; widths: a bottleneck's inner channels per stage; groups:
     the bottleneck 3x3x3 conv's groups (ResNeXt cardinality); stride_layout: "3x3"
     (Hara) or "1x1" (Keras' ResNet v1; resnet_core.py). Returns the functional model
-    from `clip` to the last block's output (`conv5_block{n}_out`).
+    from `clip` to the last block's output (`conv5_block{n}_out`). drop_path_rate:
+    stochastic depth, linear over the blocks (resnet_core.py); 0: none.
     """
     if block not in ("basic", "bottleneck"):
         raise ValueError(f"block must be 'basic' or 'bottleneck'; got {block!r}.")
@@ -140,7 +142,7 @@ def build_resnet3d(
     )
     if block == "bottleneck":
         layout["stride_layout"] = stride_layout
-    x = resnet_stages(x, stages, block=block, shortcut_type=shortcut_type, **layout)
+    x = resnet_stages(x, stages, block=block, shortcut_type=shortcut_type, drop_path_rate=drop_path_rate, **layout)
     return keras.Model(inputs, x, name=name)
 
 
@@ -161,6 +163,7 @@ def resnet3d_backbone(
     stride_layout: str = "3x3",
     conv_bias: bool = False,
     bn_epsilon: float = BN_EPSILON,
+    drop_path_rate: float = 0.0,
     normalization: str | None = None,
 ) -> keras.Model:
     """Hara et al.'s 3D ResNet (master `models/resnet.py`; CVPR2018 branch for shortcut A).
@@ -181,6 +184,7 @@ def resnet3d_backbone(
         "1x1" on its first 1x1x1 conv (Keras' ResNet v1).
     conv_bias: give every conv a bias (Keras' ResNet convs have one; Hara's have none).
     bn_epsilon: every BN's epsilon (PyTorch's 1e-5; Keras' applications use 1.001e-5).
+    drop_path_rate: stochastic depth, linear over the blocks (resnet_core.py); 0: none.
 
     Returns the functional model whose output is the last feature map before global
     pooling ([B, T', H', W', 512 or 2048] times widen_factor).
@@ -213,6 +217,7 @@ def resnet3d_backbone(
         stride_layout=stride_layout,
         conv_bias=conv_bias,
         bn_epsilon=bn_epsilon,
+        drop_path_rate=drop_path_rate,
         normalization=normalization,
     )
 

@@ -14,6 +14,12 @@ Stride layout, one name for every family (`stride_layout`):
   mmaction2, Hara et al.); the default;
 * "1x1": on its first 1x1 conv (Keras applications' ResNet v1, Caffe), the layout a
   network inflated from Keras' 2D ResNets needs to compute the same features.
+
+Drop-path (stochastic depth, `drop_path_rate`): a `{block}_drop_path` layer on each
+block's residual branch before `_add`, its rate rising linearly over the blocks of the
+whole table from 0 (timm, pytorchvideo); blocks whose rate is 0 (the first; all of them
+with rate 0) get no layer, so with rate 0 the network is exactly the one without it
+(with rate > 0: the same weights, in another order: `blocks.drop_path`).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Sequence
 import keras
 from keras import ops
 
-from tfsts.models.blocks import BN_EPSILON, MaxPool3D, Subsample, add_and_relu, conv_bn
+from tfsts.models.blocks import BN_EPSILON, MaxPool3D, Subsample, add_and_relu, conv_bn, drop_path, drop_path_schedule
 
 STRIDE_LAYOUTS = ("3x3", "1x1")
 SHORTCUT_TYPES = ("A", "B")
@@ -204,6 +210,7 @@ def basic_block(
     sts_variant: str = "reference",
     conv_bias: bool = False,
     bn_epsilon: float = BN_EPSILON,
+    drop_path_rate: float = 0.0,
 ):
     """Two (t_size, 3, 3) convs to `filters`, the first strided (`{name}_1`, `{name}_2`),
     the shortcut, the sum and ReLU. `factorized` makes each conv a (2+1)D pair
@@ -218,7 +225,7 @@ def basic_block(
     else:
         y = conv_bn(x, filters, (t_size, 3, 3), f"{name}_1", strides=strides, use_bias=conv_bias, **sts_options)
         y = conv_bn(y, filters, (t_size, 3, 3), f"{name}_2", activation=None, use_bias=conv_bias, **sts_options)
-    return add_and_relu(residual, y, name)
+    return add_and_relu(residual, drop_path(y, drop_path_rate, name), name)
 
 
 def bottleneck_block(
@@ -240,6 +247,7 @@ def bottleneck_block(
     sts_variant: str = "reference",
     conv_bias: bool = False,
     bn_epsilon: float = BN_EPSILON,
+    drop_path_rate: float = 0.0,
 ):
     """1x1x1 to `width` (`{name}_1`), 3x3 with `groups` (`{name}_2`), 1x1x1 to `filters`
     (`{name}_3`), the shortcut, the sum and ReLU.
@@ -252,6 +260,7 @@ def bottleneck_block(
         stride is an explicit `{name}_1_subsample` before an unstrided first conv (the
         same numbers, as that conv is 1x1 in space; it keeps the conv open to STS).
     pointwise: ip-CSN's extra 1x1x1 conv + BN (`{name}_2_pointwise`) before the 3x3.
+    drop_path_rate: of `{name}_drop_path` on the residual branch (none when 0).
     """
     check_stride_layout(stride_layout, name)
     strides = tuple(strides)
@@ -272,31 +281,66 @@ def bottleneck_block(
     kernel_2, options_2 = ((1, 3, 3), common) if temporal_first else ((t_size, 3, 3), temporal)
     y = conv_bn(y, width, kernel_2, f"{name}_2", strides=stride_2, groups=groups, **options_2)
     y = conv_bn(y, filters, 1, f"{name}_3", activation=None, **common)
-    return add_and_relu(residual, y, name)
+    return add_and_relu(residual, drop_path(y, drop_path_rate, name), name)
 
 
-def resnet_stage(x, stage: Stage, *, name: str, block: str, **block_options):
+def stage_drop_path_rates(stages: Sequence[Stage], drop_path_rate: float) -> list[list[float]]:
+    """Per stage, its blocks' drop-path rates: linear from 0 to `drop_path_rate` over
+    every block of the table (`blocks.drop_path_schedule`)."""
+    rates = drop_path_schedule(sum(stage.blocks for stage in stages), drop_path_rate)
+    out, start = [], 0
+    for stage in stages:
+        out.append(rates[start : start + stage.blocks])
+        start += stage.blocks
+    return out
+
+
+def resnet_stage(x, stage: Stage, *, name: str, block: str, drop_path_rates: Sequence[float] = (), **block_options):
     """The blocks `{name}_block1` .. `{name}_block{n}` of one `Stage`; `block_options`
-    (layout, shortcut, STS, bias, epsilon) go to every block."""
+    (layout, shortcut, STS, bias, epsilon) go to every block; `drop_path_rates`: one per
+    block (`stage_drop_path_rates`), empty for none."""
     if block not in BLOCK_KINDS:
         raise ValueError(f"{name}: block must be 'basic' or 'bottleneck'; got {block!r}.")
+    if drop_path_rates and len(drop_path_rates) != stage.blocks:
+        raise ValueError(f"{name}: drop_path_rates needs one rate per block ({stage.blocks}); got {len(drop_path_rates)}.")
     for i in range(stage.blocks):
         strides = stage.strides if i == 0 else NO_STRIDE
         block_name = f"{name}_block{i + 1}"
+        rate = float(drop_path_rates[i]) if drop_path_rates else 0.0
         if block == "basic":
-            x = basic_block(x, stage.filters, name=block_name, strides=strides, t_size=stage.t_size(i), **block_options)
+            x = basic_block(
+                x, stage.filters, name=block_name, strides=strides, t_size=stage.t_size(i), drop_path_rate=rate,
+                **block_options,
+            )
         else:
             x = bottleneck_block(
                 x, stage.width, stage.filters, name=block_name, strides=strides, groups=stage.groups,
-                t_size=stage.t_size(i), **block_options,
+                t_size=stage.t_size(i), drop_path_rate=rate, **block_options,
             )
     return x
 
 
-def resnet_stages(x, stages: Sequence[Stage], *, block: str, prefix: str = "", first: int = 2, **block_options):
-    """The stages `{prefix}conv{first}`, `{prefix}conv{first + 1}`, ... of a spec table."""
-    for number, stage in enumerate(stages, start=first):
-        x = resnet_stage(x, stage, name=f"{prefix}conv{number}", block=block, **block_options)
+def resnet_stages(
+    x,
+    stages: Sequence[Stage],
+    *,
+    block: str,
+    prefix: str = "",
+    first: int = 2,
+    drop_path_rate: float = 0.0,
+    drop_path_rates: Sequence[Sequence[float]] | None = None,
+    **block_options,
+):
+    """The stages `{prefix}conv{first}`, `{prefix}conv{first + 1}`, ... of a spec table.
+
+    drop_path_rate: the last block's stochastic-depth rate (linear from 0 over these
+        stages' blocks); drop_path_rates: per-stage rates instead (a table split over
+        several calls, as I3D's).
+    """
+    if drop_path_rates is None:
+        drop_path_rates = stage_drop_path_rates(stages, drop_path_rate)
+    for number, (stage, rates) in enumerate(zip(stages, drop_path_rates), start=first):
+        x = resnet_stage(x, stage, name=f"{prefix}conv{number}", block=block, drop_path_rates=rates, **block_options)
     return x
 
 
@@ -313,5 +357,6 @@ __all__ = [
     "resnet_stage",
     "resnet_stages",
     "shortcut",
+    "stage_drop_path_rates",
     "stem",
 ]

@@ -21,7 +21,7 @@ from typing import Sequence
 import keras
 
 from tfsts.models.blocks import BN_EPSILON, MaxPool3D, clip_input
-from tfsts.models.resnet_core import Stage, check_stride_layout, resnet_stages, stem
+from tfsts.models.resnet_core import Stage, check_stride_layout, resnet_stages, stage_drop_path_rates, stem
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 # Temporal kernel of each bottleneck's first conv, per stage; a tuple cycles over blocks.
@@ -67,18 +67,20 @@ def slowonly_backbone(
     stride_layout: str = "3x3",
     conv_bias: bool = False,
     bn_epsilon: float = BN_EPSILON,
+    drop_path_rate: float = 0.0,
     normalization: str | None = None,
 ) -> keras.Model:
     """SlowOnly (Feichtenhofer et al. 2019): temporal convs only in conv4/conv5, the
     stages the reference turns to STS. stride_layout: "3x3" (pytorchvideo) or "1x1"
-    (Keras' ResNet v1; resnet_core.py)."""
+    (Keras' ResNet v1; resnet_core.py). drop_path_rate: stochastic depth, linear over
+    the blocks (resnet_core.py); 0: none."""
     options = block_options(
         sts=sts, sts_variant=sts_variant, stride_layout=stride_layout, conv_bias=conv_bias, bn_epsilon=bn_epsilon,
         name=name,
     )
     inputs, clip = clip_input(input_shape, normalization)
     x = stem(clip, conv1_t_size=1, pool1_t_size=1, pool1_t_stride=1, conv_bias=conv_bias, bn_epsilon=bn_epsilon)
-    x = resnet_stages(x, slow_stages(depth, SLOWONLY_CONV_A), block="bottleneck", **options)
+    x = resnet_stages(x, slow_stages(depth, SLOWONLY_CONV_A), block="bottleneck", drop_path_rate=drop_path_rate, **options)
     return keras.Model(inputs, x, name=name)
 
 
@@ -92,19 +94,22 @@ def i3d_backbone(
     stride_layout: str = "3x3",
     conv_bias: bool = False,
     bn_epsilon: float = BN_EPSILON,
+    drop_path_rate: float = 0.0,
     normalization: str | None = None,
 ) -> keras.Model:
     """I3D-R50 as pytorchvideo's `i3d_r50`: 5x7x7 stem, temporal first convs
     alternating per block, a 2x1x1 temporal max pool after conv2. The reference has
-    STS flags for it but no released config uses them, so `sts` defaults to off."""
+    STS flags for it but no released config uses them, so `sts` defaults to off.
+    drop_path_rate: stochastic depth, linear over all blocks (resnet_core.py)."""
     options = block_options(
         sts=sts, sts_variant=sts_variant, stride_layout=stride_layout, conv_bias=conv_bias, bn_epsilon=bn_epsilon,
         name=name,
     )
     stages = slow_stages(depth, I3D_CONV_A)
+    rates = stage_drop_path_rates(stages, drop_path_rate)
     inputs, clip = clip_input(input_shape, normalization)
     x = stem(clip, conv1_t_size=5, pool1_t_size=1, pool1_t_stride=1, conv_bias=conv_bias, bn_epsilon=bn_epsilon)
-    x = resnet_stages(x, stages[:1], block="bottleneck", **options)
+    x = resnet_stages(x, stages[:1], block="bottleneck", drop_path_rates=rates[:1], **options)
     x = MaxPool3D((2, 1, 1), (2, 1, 1), name="pool2_pool")(x)
-    x = resnet_stages(x, stages[1:], block="bottleneck", first=3, **options)
+    x = resnet_stages(x, stages[1:], block="bottleneck", first=3, drop_path_rates=rates[1:], **options)
     return keras.Model(inputs, x, name=name)

@@ -18,7 +18,7 @@ from typing import Sequence
 import keras
 
 from tfsts.models.blocks import BN_EPSILON, Subsample, clip_input, conv_bn
-from tfsts.models.resnet_core import resnet_stage, stem
+from tfsts.models.resnet_core import resnet_stage, stage_drop_path_rates, stem
 from tfsts.models.slow import SLOWONLY_CONV_A, block_options, slow_stages
 
 FAST_CONV_A = (3, 3, 3, 3)
@@ -43,12 +43,14 @@ def slowfast_backbone(
     stride_layout: str = "3x3",
     conv_bias: bool = False,
     bn_epsilon: float = BN_EPSILON,
+    drop_path_rate: float = 0.0,
     normalization: str | None = None,
 ) -> keras.Model:
     """Returns a model with two outputs: [slow features, fast features].
 
     `stride_layout`, `conv_bias` and `bn_epsilon` apply to both pathways (see
-    tfsts.models.slow).
+    tfsts.models.slow). drop_path_rate: stochastic depth, linear over each pathway's
+    blocks (resnet_core.py); 0: none.
     """
     if input_shape[0] is not None and input_shape[0] % alpha:
         raise ValueError(f"{name}: clip length {input_shape[0]} must be divisible by alpha={alpha}.")
@@ -58,6 +60,8 @@ def slowfast_backbone(
     )
     slow_specs = slow_stages(depth, SLOWONLY_CONV_A)
     fast_specs = slow_stages(depth, FAST_CONV_A, width=64 // beta_inv)
+    slow_rates = stage_drop_path_rates(slow_specs, drop_path_rate)
+    fast_rates = stage_drop_path_rates(fast_specs, drop_path_rate)
     stem_options = dict(pool1_t_size=1, pool1_t_stride=1, conv_bias=conv_bias, bn_epsilon=bn_epsilon)
     inputs, clip = clip_input(input_shape, normalization)
     slow_in = Subsample((alpha, 1, 1), name="slow_subsample")(clip)
@@ -66,9 +70,14 @@ def slowfast_backbone(
     slow = _fuse(slow, fast, alpha=alpha, kernel=fusion_kernel, name="fuse1")
 
     # The pathways advance stage by stage and fuse after conv2..conv4.
-    for stage, (slow_spec, fast_spec) in enumerate(zip(slow_specs, fast_specs), start=2):
-        slow = resnet_stage(slow, slow_spec, name=f"slow_conv{stage}", block="bottleneck", **options)
-        fast = resnet_stage(fast, fast_spec, name=f"fast_conv{stage}", block="bottleneck", **options)
+    for index, (slow_spec, fast_spec) in enumerate(zip(slow_specs, fast_specs)):
+        stage = index + 2
+        slow = resnet_stage(
+            slow, slow_spec, name=f"slow_conv{stage}", block="bottleneck", drop_path_rates=slow_rates[index], **options
+        )
+        fast = resnet_stage(
+            fast, fast_spec, name=f"fast_conv{stage}", block="bottleneck", drop_path_rates=fast_rates[index], **options
+        )
         if stage < 5:
             slow = _fuse(slow, fast, alpha=alpha, kernel=fusion_kernel, name=f"fuse{stage}")
     return keras.Model(inputs, [slow, fast], name=name)

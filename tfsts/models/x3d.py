@@ -38,7 +38,7 @@ from typing import Mapping, Sequence
 import keras
 
 from tfsts.layers import STSConv3D
-from tfsts.models.blocks import add_and_relu, batch_norm, clip_input, conv_bn
+from tfsts.models.blocks import add_and_relu, batch_norm, clip_input, conv_bn, drop_path, drop_path_schedule
 
 BN_EPSILON = 1e-5
 # Depth factor per variant (width factor 2.0, bottleneck factor 2.25 for all).
@@ -108,8 +108,10 @@ def x3d_block(
     se_width: int = 0,
     sts: bool = False,
     sts_variant: str = "reference",
+    drop_path_rate: float = 0.0,
 ):
-    """X3D bottleneck with its residual sum (see the module docstring)."""
+    """X3D bottleneck with its residual sum (see the module docstring); with
+    `drop_path_rate` > 0 a `{name}_drop_path` on the residual branch before the sum."""
     in_width = int(x.shape[-1])
     strides = (1, spatial_stride, spatial_stride)
     shortcut = x
@@ -126,7 +128,7 @@ def x3d_block(
         y = squeeze_excitation(y, se_width, f"{name}_se")
     y = keras.layers.Activation("swish", name=f"{name}_2_swish")(y)
     y = conv_bn(y, out, 1, f"{name}_3", activation=None, bn_epsilon=BN_EPSILON)
-    return add_and_relu(shortcut, y, name)
+    return add_and_relu(shortcut, drop_path(y, drop_path_rate, name), name)
 
 
 def x3d_backbone(
@@ -137,6 +139,7 @@ def x3d_backbone(
     sts: bool = True,
     sts_variant: str = "reference",
     stage_blocks: Sequence[int] | None = None,
+    drop_path_rate: float = 0.0,
     normalization: str | None = None,
 ) -> keras.Model:
     """X3D features before the head ([B, T, H/32, W/32, 192]); conv5 1x1x1 and the
@@ -144,8 +147,11 @@ def x3d_backbone(
 
     stage_blocks: blocks per stage, overriding the variant's (e.g. (1, 1, 1, 1) for
         fast structural tests).
+    drop_path_rate: stochastic depth of the residual branches, rising linearly from 0
+        over all blocks (as the ResNet core, resnet_core.py); 0: no drop-path layers.
     """
     stages = stage_config(variant, stage_blocks)
+    rates = iter(drop_path_schedule(sum(cfg["blocks"] for cfg in stages), drop_path_rate))
     inputs, clip = clip_input(input_shape, normalization)
     stem_width = round_width(STEM_WIDTH_BASE, WIDTH_FACTOR)
     x = STSConv3D(stem_width, (1, 3, 3), strides=(1, 2, 2), sts=False, name="conv1_spatial_conv")(clip)
@@ -163,6 +169,7 @@ def x3d_backbone(
                 se_width=cfg["se"] if block % 2 == 0 else 0,
                 sts=sts,
                 sts_variant=sts_variant,
+                drop_path_rate=next(rates),
             )
     return keras.Model(inputs, x, name=name)
 

@@ -43,6 +43,8 @@ def source(
     eval_crop_size: int = 0,
     weight: float = 1.0,
     num_train_examples: int = 0,
+    randaugment_magnitude: float = 0.0,
+    randaugment_num_ops: int = 2,
     **options: Any,
 ) -> ml_collections.ConfigDict:
     """One data source (a dataset with its own head).
@@ -51,6 +53,10 @@ def source(
         record counts in the data_prep manifests (CoVeR).
     eval_crop_size: crop of the eval views (mmaction2 tests at 3 x 256 crops); 0: crop_size.
     num_train_examples: size of the training split; with `train.epochs` gives the step count.
+    randaugment_magnitude, randaugment_num_ops: RandAugment of this source's training clips
+        (timm's 0..10 magnitude scale, e.g. 7 for the reference's m7; ops per clip), one
+        draw per clip for all its frames, in the training step (tfsts.data.ClipAugment);
+        0 in either: off.
     options: further keyword arguments for the tfsts.data reader (e.g. flip=False); checked
         against the reader's signature at start-up, so a misspelt option is an error.
     """
@@ -61,6 +67,7 @@ def source(
             frame_interval=frame_interval, sampling=sampling, crop_size=crop_size,
             short_side=short_side, eval_num_clips=eval_num_clips, eval_num_crops=eval_num_crops,
             eval_short_side=eval_short_side, eval_crop_size=eval_crop_size, weight=weight, num_train_examples=num_train_examples,
+            randaugment_magnitude=float(randaugment_magnitude), randaugment_num_ops=int(randaugment_num_ops),
             options=ml_collections.ConfigDict(options),
         )
     )
@@ -188,6 +195,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _choice(src.kind, SOURCE_KINDS, f"data.sources.{name}.kind")
         if src.num_classes < 1:
             raise ConfigError(f"config.data.sources.{name}.num_classes = {src.num_classes}: must be >= 1.")
+        _check_randaugment(name, src)
     shapes = {name: (s.num_frames, s.crop_size) for name, s in config.data.sources.items()}
     if len(set(shapes.values())) > 1:
         raise ConfigError(
@@ -200,6 +208,31 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.train.grad_accum_steps = {config.train.grad_accum_steps}: must be >= 1.")
     if config.init.checkpoint and config.init.keras_weights:
         raise ConfigError("Set one of config.init.checkpoint and config.init.keras_weights, not both.")
+
+
+def _check_randaugment(name: str, src: ml_collections.ConfigDict) -> None:
+    magnitude = src.get("randaugment_magnitude", 0.0)
+    num_ops = src.get("randaugment_num_ops", 0)
+    if not 0.0 <= magnitude <= 10.0:
+        raise ConfigError(
+            f"config.data.sources.{name}.randaugment_magnitude = {magnitude}: RandAugment's magnitude is on "
+            "timm's 0..10 scale (the reference uses 7); 0 turns it off."
+        )
+    if isinstance(num_ops, bool) or int(num_ops) != num_ops or num_ops < 0:
+        raise ConfigError(
+            f"config.data.sources.{name}.randaugment_num_ops = {num_ops}: a whole number of ops per clip >= 0 "
+            "(the reference uses 2); 0 turns RandAugment off."
+        )
+
+
+def randaugment_sources(config: ml_collections.ConfigDict) -> dict[int, tuple[int, float]]:
+    """{source index (the batches' "source"): (num_ops, magnitude)} for the sources with
+    RandAugment on."""
+    return {
+        index: (int(src.randaugment_num_ops), float(src.randaugment_magnitude))
+        for index, src in enumerate(config.data.sources.values())
+        if src.get("randaugment_magnitude", 0.0) > 0 and src.get("randaugment_num_ops", 0) > 0
+    }
 
 
 # --- Config files and --config.x=y overrides ---------------------------------------------

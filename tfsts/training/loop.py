@@ -6,11 +6,17 @@ step over `distribute_datasets_from_function`, the loss summed over a replica's 
 and divided by the global batch. Keras' `fit` is not used: under MultiWorkerMirrored it
 fails (keras-team/keras#20585).
 
+RandAugment (config.data.sources.<name>.randaugment_magnitude / _num_ops) runs here, in
+the replica step on that source's clips of the batch, not in tf.data: Keras augmentation
+layers are stateful, and a stateful op would make the input iterator uncheckpointable
+(tfsts/data/augment.py).
+
 Checkpoints (tf.train.CheckpointManager in DIR/checkpoints): model, optimizer, step, the
-model's RNG (dropout) state and, on one device, the input iterator, so a killed run resumes
-exactly. tf.distribute's DistributedIterator (several replicas) cannot be checkpointed in
-TF 2.21 ("expecting iterator to be a trackable object"); there the resumed run skips the
-batches the finished steps consumed (same position for a deterministic pipeline).
+model's RNG (dropout, drop-path) state, the RandAugment layers' RNG state and, on one
+device, the input iterator, so a killed run resumes exactly. tf.distribute's
+DistributedIterator (several replicas) cannot be checkpointed in TF 2.21 ("expecting
+iterator to be a trackable object"); there the resumed run skips the batches the finished
+steps consumed (same position for a deterministic pipeline).
 """
 from __future__ import annotations
 
@@ -108,6 +114,39 @@ def rng_state_variables(model: keras.Model) -> list:
     return [v.value if hasattr(v, "value") else v for v in model.variables if id(v) not in weights]
 
 
+RANDAUGMENT_SEED_STRIDE = 7919  # source i's RandAugment seed: config.seed + stride * (i + 1)
+
+
+def make_randaugments(config: ml_collections.ConfigDict) -> dict:
+    """{source index: tfsts.data.ClipAugment} (Keras RandAugment, one draw per clip) for
+    the sources with RandAugment on, seeded from config.seed (distinct per source)."""
+    from tfsts.data.augment import clip_randaugment
+
+    return {
+        index: clip_randaugment(num_ops, magnitude, seed=int(config.seed) + RANDAUGMENT_SEED_STRIDE * (index + 1))
+        for index, (num_ops, magnitude) in config_lib.randaugment_sources(config).items()
+    }
+
+
+def randaugment_state_variables(augments: Mapping[int, object]) -> list:
+    """The seed-generator states of the augmentation layers, as tf.Variables: a Keras layer
+    given to tf.train.Checkpoint as such saves none of them (they are not weights)."""
+    return [v.value if hasattr(v, "value") else v for i in sorted(augments) for v in augments[i].layer.variables]
+
+
+def augment_sources(batch: Mapping[str, tf.Tensor], augments: Mapping[int, Callable]) -> dict:
+    """The batch with each source's augmentation applied to that source's clips only
+    (gathered by "source", augmented, scattered back: one draw per chosen clip)."""
+    if not augments:
+        return dict(batch)
+    frames = batch["frames"]
+    source = tf.cast(batch["source"], tf.int32) if "source" in batch else tf.zeros(tf.shape(frames)[:1], tf.int32)
+    for index, augment in augments.items():
+        rows = tf.where(tf.equal(source, index))
+        frames = tf.tensor_scatter_nd_update(frames, rows, tf.cast(augment(tf.gather_nd(frames, rows)), frames.dtype))
+    return {**batch, "frames": frames}
+
+
 def _checkpoint_dir(workdir: str, is_chief: bool, task_id: int) -> str:
     return os.path.join(workdir, "checkpoints") if is_chief else os.path.join(workdir, "workers", f"worker_{task_id}")
 
@@ -156,6 +195,7 @@ class Steps:
         self.replicas = strategy.num_replicas_in_sync
         self.fp16 = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         with strategy.scope():
+            self.augments = make_randaugments(config)
             optimizer.build(self.variables)
             self.accumulators = [
                 tf.Variable(
@@ -207,14 +247,17 @@ class Steps:
             grads = [g / self.replicas for g in grads]
         self.optimizer.apply_gradients(zip(grads, self.variables))
 
+    def _prepared(self, batch):
+        return augment_sources(self._checked(batch), self.augments)
+
     def _replica_accumulate(self, batch):
-        grads, stats = self._grads(self._checked(batch))
+        grads, stats = self._grads(self._prepared(batch))
         for acc, g in zip(self.accumulators, grads):
             acc.assign_add(g)
         return stats
 
     def _replica_train(self, batch):
-        grads, stats = self._grads(self._checked(batch))
+        grads, stats = self._grads(self._prepared(batch))
         if self.accumulators:
             grads = [g + acc.read_value() for g, acc in zip(grads, self.accumulators)]
             for acc in self.accumulators:
@@ -347,6 +390,8 @@ def train(
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     steps = Steps(model, optimizer, config, strategy)
     state = dict(model=model, optimizer=optimizer, step=step, rng=rng_state_variables(model))
+    if steps.augments:  # the RandAugment layers' seed states (absent when off: older checkpoints still fit)
+        state["randaugment"] = randaugment_state_variables(steps.augments)
     iterator = iter(strategy.distribute_datasets_from_function(train_data))
     try:  # a single-device iterator is checkpointable; tf.distribute's DistributedIterator is not
         checkpoint = tf.train.Checkpoint(iterator=iterator, **state)
