@@ -350,6 +350,7 @@ def test_missing_annotation_files_name_their_flag(tmp_path, small_list):
 
 
 # --- Output a user reads ----------------------------------------------------------------------------
+@pytest.mark.slow  # CI time: a heavy build/train; the slow suite runs it
 def test_inspect_picks_evenly_over_the_clip_never_more_than_it_has(small_list, tmp_path):
     assert pick_frames(3, 16) == [0, 1, 2]
     assert pick_frames(24, 40) == list(range(24))

@@ -261,6 +261,7 @@ def test_all_prints_the_readme_table_with_each_rows_settings():
     assert "mask" not in result.stderr.lower()
 
 
+@pytest.mark.slow  # CI time: a heavy build/train; the slow suite runs it
 def test_cli_one_model_states_its_settings():
     result = _cli("--model", "x3d_s")
     assert result.returncode == 0, result.stderr
@@ -274,8 +275,9 @@ def test_cli_one_model_states_its_settings():
 @pytest.mark.parametrize(
     "args,status,message",
     [
-        (["--model", "resnet3d_51"], 2, "Unknown model 'resnet3d_51'. Available: "),
-        (["--model", "ircsn_50", "--size", "100"], 1, "cannot build ircsn_50 at 32x100x100: "),
+        pytest.param(["--model", "resnet3d_51"], 2, "Unknown model 'resnet3d_51'. Available: ", marks=pytest.mark.slow),
+        pytest.param(["--model", "ircsn_50", "--size", "100"], 1, "cannot build ircsn_50 at 32x100x100: ",
+                     marks=pytest.mark.slow),
         (["--model", "x3d_s", "--frames", "abc"], 2, "flag --frames=abc"),
         (["--model", "x3d_s", "--frames", "0"], 2, "flag --frames=0"),
         (["--model", "x3d_s", "--sise", "3"], 2, "Unknown command line flag 'sise'"),
@@ -294,6 +296,7 @@ def test_cli_user_errors_are_one_line_and_a_nonzero_exit(args, status, message):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # CI time: a heavy build/train; the slow suite runs it
 def test_cli_verbose_shows_the_traceback():
     result = _cli("--model", "ircsn_50", "--size", "100", "--verbose")
     assert result.returncode != 0
@@ -313,6 +316,7 @@ warnings.warn("a real warning stays")
 """
 
 
+@pytest.mark.slow  # CI time: a heavy build/train; the slow suite runs it
 def test_videoswin_mask_warnings_are_silenced_and_real_warnings_stay():
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 

@@ -321,10 +321,12 @@ def test_static_clip_mean_i3d_interior_frames(source_file):
     assert np.abs(out[0] - expected).max() > 100 * RTOL * np.abs(expected).max()
 
 
+@pytest.mark.slow  # CI time: a heavy build/train; the slow suite runs it
 def test_static_clip_resnet101_into_resnet3d_101(source_file):
     static_clip_check("resnet3d_101", "ResNet101", source_file("ResNet101"), (4, 32, 32, 3), "center")
 
 
+@pytest.mark.slow  # CI time: a heavy build/train; the slow suite runs it
 def test_static_clip_densenet121_into_densenet3d_121(source_file):
     static_clip_check("densenet3d_121", "DenseNet121", source_file("DenseNet121"), (16, 32, 32, 3), "center")
 

@@ -321,6 +321,7 @@ def test_sts_weight_interchange(name):
     "name,stage_blocks",
     [("ipcsn_50", (1, 1, 1, 1)), ("x3d_s", (2, 1, 1, 1)), ("r2plus1d_18", (1, 1, 1, 1))],
 )
+@pytest.mark.slow  # CI time: a heavy build/train; the slow suite runs it
 def test_mirrored_train_step_reduced(name, stage_blocks):
     mtu.assert_mirrored_train_step(name, (2, 32, 32, 3), stage_blocks=stage_blocks)
 

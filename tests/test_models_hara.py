@@ -365,6 +365,7 @@ def test_save_load_round_trip(name, overrides, input_shape, tmp_path):
 
 
 @pytest.mark.parametrize("name, overrides, input_shape", FAMILY_INSTANCES)
+@pytest.mark.slow  # CI time: a heavy build/train; the slow suite runs it
 def test_mirrored_train_step(name, overrides, input_shape):
     assert_mirrored_train_step(name, input_shape, **overrides)
 

@@ -146,6 +146,7 @@ def test_save_load_round_trip(tmp_path):
     utils.assert_save_load_round_trip(models.build_model("slowfast_r50_4x16", 7, input_shape=(16, 32, 32, 3)), tmp_path)
 
 
+@pytest.mark.slow  # CI time: a heavy build/train; the slow suite runs it
 def test_mirrored_training_step():
     utils.assert_mirrored_train_step("slowfast_r50_8x8", (8, 32, 32, 3))
 
