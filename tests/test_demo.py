@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfsts import demo as demo_pipeline
+from tfsts import demo
 from tfsts.evaluation import metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -18,11 +18,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # --- Fast ----------------------------------------------------------------------------------
 def test_command_line_defaults_and_seeds(tmp_path):
-    options = demo_pipeline.parse_args([])
+    options = demo.parse_args([])
     assert options.seeds == (0,)
-    assert options.workdir == (Path.cwd() / demo_pipeline.DEFAULT_WORKDIR).absolute()
-    assert demo_pipeline.parse_args(["--full"]).seeds == (0, 1, 2)
-    assert demo_pipeline.parse_args(["--seeds", "3,5", "--workdir", str(tmp_path)]).seeds == (3, 5)
+    assert options.workdir == (Path.cwd() / demo.DEFAULT_WORKDIR).absolute()
+    assert demo.parse_args(["--full"]).seeds == (0, 1, 2)
+    assert demo.parse_args(["--seeds", "3,5", "--workdir", str(tmp_path)]).seeds == (3, 5)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -35,16 +35,16 @@ def test_command_line_defaults_and_seeds(tmp_path):
 ])
 def test_command_line_errors_are_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as raised:
-        demo_pipeline.parse_args(argv)
+        demo.parse_args(argv)
     assert raised.value.code == 2
     assert message in capsys.readouterr().err
 
 
 def test_existing_workdir_is_kept_unless_overwrite(tmp_path, capsys):
     (tmp_path / "precious.txt").write_text("keep me")
-    assert demo_pipeline.main(["--workdir", str(tmp_path)]) == 1
+    assert demo.main(["--workdir", str(tmp_path)]) == 1
     assert "pass --overwrite" in capsys.readouterr().err
-    assert demo_pipeline.main(["--workdir", str(tmp_path), "--overwrite"]) == 1  # not a demo folder
+    assert demo.main(["--workdir", str(tmp_path), "--overwrite"]) == 1  # not a demo folder
     assert "did not write" in capsys.readouterr().err
     assert (tmp_path / "precious.txt").read_text() == "keep me"
 
@@ -67,16 +67,16 @@ def test_summary_means_spreads_and_paired_differences():
         "cotrain_sts": {0: _result({"kinetics": 0.7, "ssv2": 0.3, "images": 0.9}),
                         1: _result({"kinetics": 0.7, "ssv2": 0.5, "images": 0.8})},
     }
-    rows = {r[0]: r for r in demo_pipeline.summary_rows(evals, [0, 1])}
+    rows = {r[0]: r for r in demo.summary_rows(evals, [0, 1])}
     assert rows["scratch"][2] == f"40.0 ± {100 * np.std([0.3, 0.5], ddof=1):.1f}"  # 14.1
     assert rows["image_plain"][2] == "60.0 ± 0.0"
     assert rows["cotrain_sts"][2:] == ["70.0 ± 0.0", "40.0 ± 14.1", "85.0 ± 7.1"]
     assert rows["scratch"][3] == "-"
-    claims = demo_pipeline.comparisons(evals, [0, 1])
+    claims = demo.comparisons(evals, [0, 1])
     assert claims[0] == ("image init vs scratch (no STS)", "Kinetics-layout", "+20.0 ± 14.1 points (2/2 seeds better)")
     assert claims[1][2] == "+0.0 ± 14.1 points (1/2 seeds better)"  # +10 and -10
     assert claims[3][2] == "+10.0 ± 0.0 points (2/2 seeds better)"
-    one_seed = demo_pipeline.summary_rows({k: {0: v[0]} for k, v in evals.items()}, [0])
+    one_seed = demo.summary_rows({k: {0: v[0]} for k, v in evals.items()}, [0])
     assert one_seed[0][2] == "30.0"  # no spread from one seed
 
 

@@ -11,7 +11,7 @@ blocks and stage loop are the ResNet core's (resnet_core.py); this file is the s
 table (`slow_stages`) and the two builders.
 
 Parameter counts with a 400-way head: SlowOnly-R50 32,454,096 and I3D-R50 28,043,472,
-as pytorchvideo's `slow_r50` / `i3d_r50` (../shared/reference/model_numbers.md).
+as pytorchvideo's `slow_r50` / `i3d_r50` (docs/reference_numbers.md).
 """
 
 from __future__ import annotations
