@@ -10,8 +10,7 @@ pay for TensorFlow, so the pipeline names are resolved on first use (PEP 562).
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tfsts.lazy import lazy_exports
 
 _EXPORTS = {
     "video_dataset": "tfsts.data.pipeline",
@@ -32,13 +31,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tfsts.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -8,8 +8,7 @@ Names resolve on first use (PEP 562), so config files and the CLI's argument che
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tfsts.lazy import lazy_exports
 
 _EXPORTS = {
     "ConfigError": "tfsts.training.config",
@@ -31,13 +30,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tfsts.training' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
