@@ -366,18 +366,28 @@ def video_dataset(
                 frames = frames[0]
         return dict(_bookkeeping(e), frames=frames, label=label, media_id=context[schema.MEDIA_ID])
 
-    ds = _records(files, training=training, seed=worker_seed, element_shard=element_shard,
-                  cycle_length=cycle_length)
+    return _assemble(files, process, training=training, seed=worker_seed, element_shard=element_shard,
+                     cycle_length=cycle_length, shuffle_buffer=shuffle_buffer, strict=strict,
+                     deterministic=deterministic, batch_size=per_replica, views=spec.num_views if spec else 1,
+                     num_classes=num_classes, mixup=mixup, cutmix=cutmix, label_smoothing=label_smoothing,
+                     num_records=info.num_records)
+
+
+def _assemble(files, process, *, training: bool, seed, element_shard, cycle_length: int, shuffle_buffer: int,
+              strict: bool, deterministic: bool, batch_size: int, views: int, num_classes, mixup: float,
+              cutmix: float, label_smoothing: float, num_records) -> tf.data.Dataset:
+    """The stages every stream shares around its own `process` (parse, sample, decode,
+    preprocess one record): read, shuffle (training), guarded map, label check, batch."""
+    ds = _records(files, training=training, seed=seed, element_shard=element_shard, cycle_length=cycle_length)
     if training:
-        ds = ds.shuffle(shuffle_buffer, seed=worker_seed)
+        ds = ds.shuffle(shuffle_buffer, seed=seed)
     ds = _robust_map(ds, process, strict=strict, deterministic=deterministic or not training)
     ds = ds.map(_check_labels(num_classes))
-    ds = _finish(ds, training=training, batch_size=per_replica, views=spec.num_views if spec else 1,
-                 seed=worker_seed, num_classes=num_classes, mixup=mixup if training else 0.0,
-                 cutmix=cutmix if training else 0.0, label_smoothing=label_smoothing,
-                 deterministic=deterministic or not training)
-    if info.num_records is not None:
-        _SIZES[ds] = info.num_records
+    ds = _finish(ds, training=training, batch_size=batch_size, views=views, seed=seed, num_classes=num_classes,
+                 mixup=mixup if training else 0.0, cutmix=cutmix if training else 0.0,
+                 label_smoothing=label_smoothing, deterministic=deterministic or not training)
+    if num_records is not None:
+        _SIZES[ds] = num_records
     return ds
 
 
@@ -427,15 +437,8 @@ def image_dataset(
         frames = tf.ensure_shape(tf.tile(frame, [num_frames, 1, 1, 1]), [num_frames, crop_size, crop_size, 3])
         return dict(_bookkeeping(e), frames=frames, label=label, media_id=features[schema.IMAGE_FILENAME])
 
-    ds = _records(files, training=training, seed=worker_seed, element_shard=element_shard,
-                  cycle_length=cycle_length)
-    if training:
-        ds = ds.shuffle(shuffle_buffer, seed=worker_seed)
-    ds = _robust_map(ds, process, strict=strict, deterministic=deterministic or not training)
-    ds = ds.map(_check_labels(num_classes))
-    ds = _finish(ds, training=training, batch_size=per_replica, views=1, seed=worker_seed,
-                 num_classes=num_classes, mixup=mixup if training else 0.0, cutmix=cutmix if training else 0.0,
-                 label_smoothing=label_smoothing, deterministic=deterministic or not training)
-    if info.num_records is not None:
-        _SIZES[ds] = info.num_records
-    return ds
+    return _assemble(files, process, training=training, seed=worker_seed, element_shard=element_shard,
+                     cycle_length=cycle_length, shuffle_buffer=shuffle_buffer, strict=strict,
+                     deterministic=deterministic, batch_size=per_replica, views=1,
+                     num_classes=num_classes, mixup=mixup, cutmix=cutmix, label_smoothing=label_smoothing,
+                     num_records=info.num_records)
