@@ -26,6 +26,7 @@ import math
 import os
 import sys
 import time
+import weakref
 from typing import Callable, Mapping
 
 import keras
@@ -318,17 +319,32 @@ def evaluate(
     return results
 
 
+_PREDICTORS: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
+
+
 def _predictor(model: keras.Model, config, frame_shape: tuple):
     """model(frames) in inference mode; for eval views of another size (e.g. 256 crops of a
-    model trained at 224) a copy of the model built at that size with the same weights."""
+    model trained at 224) a copy of the model built at that size with the same weights.
+    One traced function per (model, frame shape), kept across periodic evaluations (a new
+    tf.function per call retraced every time); the copy's weights are refreshed per call."""
+    cache = _PREDICTORS.setdefault(model, {})
+    if frame_shape in cache:
+        copy, predict = cache[frame_shape]
+        if copy is not None:
+            copy.set_weights(model.get_weights())
+        return predict
     if tuple(model.inputs[0].shape[1:]) != frame_shape and None not in frame_shape:
         sized = ml_collections.ConfigDict(config.to_dict())
         sized.model.input_shape = frame_shape
         sized.init.keras_weights = ""
         copy = modeling.build_model_from_config(sized)
         copy.set_weights(model.get_weights())
-        model = copy
-    return tf.function(lambda frames: model(tf.cast(frames, tf.float32), training=False))
+        target = copy
+    else:  # a proxy: the cached function must not keep the model (the cache's key) alive
+        copy, target = None, weakref.proxy(model)
+    predict = tf.function(lambda frames: target(tf.cast(frames, tf.float32), training=False), reduce_retracing=True)
+    cache[frame_shape] = (copy, predict)
+    return predict
 
 
 # --- Training -------------------------------------------------------------------------------
