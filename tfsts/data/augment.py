@@ -12,8 +12,10 @@ Where each op runs, and why:
   (RandAugment, and any other) through ``ClipAugment``, which draws ONE transformation per
   clip with ``layer.get_random_transformation(clip[:1])`` and applies it to all frames with
   ``layer.transform_images(clip, t)`` (a plain ``layer(clip)`` would draw per frame). The
-  layer's seed state is a Keras variable, so it lives in the training checkpoint
-  (``tf.train.Checkpoint(model=..., augment=clip_augment)``) and resumes exactly.
+  layer's random state is its seed generators' state variables (``layer.variables``, not
+  weights): ``tf.train.Checkpoint(augment=layer)`` saves none of them, so the trainer
+  checkpoints those variables themselves (``tfsts.training.loop.randaugment_state_variables``),
+  and a restored run repeats the same draws, also in a fresh process.
 
 Colour jitter is written by hand from ``tf.image.stateless_random_*``: Keras'
 ``RandomColorJitter`` draws per frame even with one transformation, and a stateful layer
@@ -151,8 +153,10 @@ class ClipAugment:
 
     Runs on a batch ``[B, T, H, W, 3]`` (0..255) in the training step: for each clip,
     ``t = layer.get_random_transformation(clip[:1], training=True)`` and
-    ``layer.transform_images(clip, t, training=True)``. Keep the object in the training
-    checkpoint (its ``layer``'s seed generator state) to resume the same draws.
+    ``layer.transform_images(clip, t, training=True)``. To resume the same draws, checkpoint
+    the seed-generator state variables in ``layer.variables`` (the trainer does:
+    ``tfsts.training.loop.randaugment_state_variables``); checkpointing the layer itself saves
+    no seed state.
 
     Example:
         >>> augment = ClipAugment(keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=0.7))
