@@ -89,6 +89,15 @@ def test_random_flip_consistent_and_label_swap():
     assert 0 < flips < len(out)
 
 
+@pytest.mark.parametrize("shape", [(5, 7, 3), (4, 5, 7, 3), (2, 3, 5, 7, 3), (3, 5, 7, 1)])
+def test_flip_left_right_equals_numpy_flip_of_the_width_axis(shape):
+    x = np.random.default_rng(1).integers(0, 256, shape).astype(np.uint8)
+    want = x[..., ::-1, :]
+    np.testing.assert_array_equal(augment.flip_left_right(tf.constant(x)).numpy(), want)
+    (got,) = list(tf.data.Dataset.from_tensors(x).map(augment.flip_left_right).as_numpy_iterator())
+    np.testing.assert_array_equal(got, want)
+
+
 def test_color_jitter_consistent_and_matches_brightness_formula():
     out = both(lambda s: augment.color_jitter(tf.constant(CLIP), s), SEEDS)
     for frames in out:
