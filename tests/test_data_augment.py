@@ -6,6 +6,11 @@ frames (a per-frame draw would not); each op must also change something for some
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,6 +21,7 @@ from PIL import Image
 from tfsts.data import augment, video
 
 T = 4
+REPO = Path(__file__).resolve().parents[1]
 
 
 def texture(h: int = 64, w: int = 80, seed: int = 0) -> np.ndarray:
@@ -81,6 +87,15 @@ def test_random_flip_consistent_and_label_swap():
             np.testing.assert_array_equal(frames, CLIP)
             assert label == 3
     assert 0 < flips < len(out)
+
+
+@pytest.mark.parametrize("shape", [(5, 7, 3), (4, 5, 7, 3), (2, 3, 5, 7, 3), (3, 5, 7, 1)])
+def test_flip_left_right_equals_numpy_flip_of_the_width_axis(shape):
+    x = np.random.default_rng(1).integers(0, 256, shape).astype(np.uint8)
+    want = x[..., ::-1, :]
+    np.testing.assert_array_equal(augment.flip_left_right(tf.constant(x)).numpy(), want)
+    (got,) = list(tf.data.Dataset.from_tensors(x).map(augment.flip_left_right).as_numpy_iterator())
+    np.testing.assert_array_equal(got, want)
 
 
 def test_color_jitter_consistent_and_matches_brightness_formula():
@@ -170,14 +185,42 @@ def test_keras_layers_after_the_iterator_draw_once_per_clip(make):
         make(), keras.layers.RandomContrast)
 
 
-def test_clip_randaugment_state_is_checkpointable(tmp_path):
+RESTORE_AUGMENT_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    from tfsts.data import augment
+    from tfsts.training.loop import randaugment_state_variables
+    batch_path, prefix, out_path = sys.argv[1:4]
+    batch = tf.constant(np.load(batch_path))
+    fresh = augment.clip_randaugment(2, 7, seed=11)  # another seed, and a draw of its own, before the restore
+    unrestored = fresh(batch).numpy()
+    tf.train.Checkpoint(randaugment=randaugment_state_variables({0: fresh})).read(prefix).assert_consumed()
+    np.savez(out_path, unrestored=unrestored, first=fresh(batch).numpy(), second=fresh(batch).numpy())
+""")
+
+
+def test_clip_randaugment_seed_state_restores_draws_in_a_fresh_process(tmp_path):
+    """The seed state the trainer checkpoints (the layer's seed-generator variables, saved by
+    tfsts.training.loop.randaugment_state_variables) makes a fresh process repeat the next draws."""
+    from tfsts.training.loop import randaugment_state_variables
+
     aug = augment.clip_randaugment(2, 7, seed=3)
-    batch = tf.constant(CLIP[None])
-    aug(batch)
-    ckpt = tf.train.Checkpoint(augment=aug.layer)
-    path = ckpt.write(str(tmp_path / "aug"))
-    want = aug(batch).numpy()
-    fresh = augment.clip_randaugment(2, 7, seed=3)
-    fresh(batch)
-    tf.train.Checkpoint(augment=fresh.layer).read(path)
-    np.testing.assert_array_equal(fresh(batch).numpy(), want)
+    batch = np.stack([CLIP, CLIP[:, ::-1]])
+    for _ in range(3):  # mid-run: the seed state has moved on from its initial value
+        aug(tf.constant(batch))
+    state = randaugment_state_variables({0: aug})
+    assert state and all(isinstance(v, tf.Variable) for v in state)
+    prefix = tf.train.Checkpoint(randaugment=state).write(str(tmp_path / "aug"))
+    want = [aug(tf.constant(batch)).numpy() for _ in range(2)]
+    assert not np.array_equal(want[0], want[1])  # successive draws differ: equality below is not luck
+    np.save(tmp_path / "batch.npy", batch)
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run([sys.executable, "-c", RESTORE_AUGMENT_SCRIPT, str(tmp_path / "batch.npy"), prefix,
+                             str(tmp_path / "out.npz")], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = np.load(tmp_path / "out.npz")
+    assert not np.array_equal(got["unrestored"], want[0])  # without the restored state: other draws
+    np.testing.assert_array_equal(got["first"], want[0])
+    np.testing.assert_array_equal(got["second"], want[1])

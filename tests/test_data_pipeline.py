@@ -145,6 +145,28 @@ def test_train_indices_follow_the_train_sampler(records, sampling, frames, inter
     assert len(seen.get("v300.mkv", ())) >= 2 or len(seen.get("v121.mkv", ())) >= 2  # random starts change
 
 
+def test_clips_per_record_repeats_the_k1_clip_and_adds_own_draws(records):
+    kwargs = dict(training=True, num_frames=4, frame_interval=4, crop_size=32, seed=3, deterministic=True)
+    single = [c for b in data.video_dataset(pattern(records), batch_size=3, **kwargs).take(4).as_numpy_iterator()
+              for c in zip(b["media_id"], b["frames"], b["label"])]
+    repeated = [c for b in data.video_dataset(pattern(records), batch_size=4, clips_per_record=2, **kwargs)
+                .take(6).as_numpy_iterator() for c in zip(b["media_id"], b["frames"], b["label"])]
+    assert len(repeated) == 2 * len(single)
+    for (media_id, frames, label), first, second in zip(single, repeated[0::2], repeated[1::2]):
+        assert first[0] == second[0] == media_id  # the record's two clips come out together
+        np.testing.assert_array_equal(first[1], frames)  # clip 0 is the clip of clips_per_record=1
+        assert first[2] == second[2] == label == LABELS[media_id.decode()]
+        n = LENGTHS[media_id.decode()]
+        if media_id.decode() != "probe.mkv":
+            got = helpers.read_index(second[1])  # clip 1: a dense 4x4 clip of the same video
+            np.testing.assert_array_equal(got, ref_indices(np.array([got[0]]), n, 4, 4)[0])
+    assert any(not np.array_equal(a[1], b[1]) for a, b in zip(repeated[0::2], repeated[1::2]))  # own draws
+    with pytest.raises(ValueError, match="clips_per_record=2 is for training"):
+        data.video_dataset(pattern(records), training=False, batch_size=2, num_frames=4, clips_per_record=2)
+    with pytest.raises(ValueError, match="clips_per_record=0"):
+        data.video_dataset(pattern(records), batch_size=2, clips_per_record=0, **kwargs)
+
+
 def first_batches(ds: tf.data.Dataset, count: int) -> list[dict[str, np.ndarray]]:
     return list(ds.take(count).as_numpy_iterator())
 

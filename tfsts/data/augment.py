@@ -12,8 +12,10 @@ Where each op runs, and why:
   (RandAugment, and any other) through ``ClipAugment``, which draws ONE transformation per
   clip with ``layer.get_random_transformation(clip[:1])`` and applies it to all frames with
   ``layer.transform_images(clip, t)`` (a plain ``layer(clip)`` would draw per frame). The
-  layer's seed state is a Keras variable, so it lives in the training checkpoint
-  (``tf.train.Checkpoint(model=..., augment=clip_augment)``) and resumes exactly.
+  layer's random state is its seed generators' state variables (``layer.variables``, not
+  weights): ``tf.train.Checkpoint(augment=layer)`` saves none of them, so the trainer
+  checkpoints those variables themselves (``tfsts.training.loop.randaugment_state_variables``),
+  and a restored run repeats the same draws, also in a fresh process.
 
 Colour jitter is written by hand from ``tf.image.stateless_random_*``: Keras'
 ``RandomColorJitter`` draws per frame even with one transformation, and a stateful layer
@@ -41,6 +43,17 @@ def flip_label_table(label_map: Mapping[int, int] | None) -> tf.Tensor | None:
     return tf.constant(table, tf.int32)
 
 
+def flip_left_right(frames: tf.Tensor) -> tf.Tensor:
+    """Frames [..., H, W, C] mirrored along W: ``tf.reverse(frames, [-2])``, the same pixels.
+
+    It reverses the middle axis of a 3-D view ``[-1, W, C]``, for which TF's reverse kernel has
+    a fast path (rows of C channels): 0.45 vs 1.25 CPU ms for a uint8 [8, 224, 224, 3] clip here.
+    """
+    shape = tf.shape(frames)
+    flat = tf.reshape(frames, tf.stack([-1, shape[-2], shape[-1]]))
+    return tf.reshape(tf.reverse(flat, axis=[1]), shape)
+
+
 def random_flip(frames: tf.Tensor, label: tf.Tensor, seed: Any, *, table: tf.Tensor | None = None,
                 probability: float = 0.5) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """(frames, label, flipped): horizontal flip of the whole clip [T, H, W, 3] with one draw.
@@ -48,7 +61,7 @@ def random_flip(frames: tf.Tensor, label: tf.Tensor, seed: Any, *, table: tf.Ten
     With ``table`` the label of a flipped clip is mapped through it (labels past its end stay).
     """
     flipped = tf.random.stateless_uniform([], _seed(seed, 20)) < probability
-    frames = tf.cond(flipped, lambda: tf.reverse(frames, axis=[-2]), lambda: frames)
+    frames = tf.cond(flipped, lambda: flip_left_right(frames), lambda: frames)
     if table is not None:
         label32 = tf.cast(label, tf.int32)
         inside = tf.logical_and(label32 >= 0, label32 < tf.shape(table)[0])
@@ -151,8 +164,10 @@ class ClipAugment:
 
     Runs on a batch ``[B, T, H, W, 3]`` (0..255) in the training step: for each clip,
     ``t = layer.get_random_transformation(clip[:1], training=True)`` and
-    ``layer.transform_images(clip, t, training=True)``. Keep the object in the training
-    checkpoint (its ``layer``'s seed generator state) to resume the same draws.
+    ``layer.transform_images(clip, t, training=True)``. To resume the same draws, checkpoint
+    the seed-generator state variables in ``layer.variables`` (the trainer does:
+    ``tfsts.training.loop.randaugment_state_variables``); checkpointing the layer itself saves
+    no seed state.
 
     Example:
         >>> augment = ClipAugment(keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=0.7))

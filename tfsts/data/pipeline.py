@@ -150,6 +150,11 @@ def element_key(seed: int, epoch: tf.Tensor, file: tf.Tensor, position: tf.Tenso
     return tf.random.experimental.stateless_fold_in(key, position)
 
 
+def repeat_key(key: tf.Tensor, clip: int) -> tf.Tensor:
+    """int64 [2] seed of clip ``clip`` >= 1 of one record (``clips_per_record``); clip 0 uses ``key``."""
+    return tf.random.experimental.stateless_fold_in(tf.random.experimental.stateless_fold_in(key, 0x2E9EA7), clip)
+
+
 def _records(files: list[str], *, training: bool, seed: int, element_shard: tuple[int, int] | None,
              cycle_length: int) -> tf.data.Dataset:
     """Dicts {file, position, record, epoch}; training: forever, files reshuffled each epoch."""
@@ -309,7 +314,7 @@ def video_dataset(
     train_short_side: tuple[int, int] | None = None, crop: str = "random_resized",
     area_range: tuple[float, float] = (0.08, 1.0), aspect_ratio_range: tuple[float, float] = (3 / 4, 4 / 3),
     flip: bool | None = None, flip_label_map: dict[int, int] | None = None, color_jitter: float = 0.0,
-    shuffle_buffer: int = 64, strict: bool = False, cycle_length: int = 8,
+    shuffle_buffer: int = 64, strict: bool = False, cycle_length: int = 8, clips_per_record: int = 1,
 ) -> tf.data.Dataset:
     """Batches ``{"frames": uint8 [B*V, T, S, S, 3], "label": int32 [B], "media_id": string [B]}``.
 
@@ -324,6 +329,13 @@ def video_dataset(
     batch kept, V = num_clips x num_crops views per video (``eval_views_from_jpegs``), rows
     ``b*V .. b*V+V-1`` belonging to video b.
 
+    ``clips_per_record`` (training, default 1): k > 1 takes k clips, each with its own sampling
+    and augmentation draws, from every record read (MAE-ST's "repeated sampling"): the reading,
+    parsing and bad-record guard of a whole-video record are paid once per k clips (about 4 of
+    the 10 CPU ms of an 8x8 clip from 256-short-side records, benchmarks/bench_input.py). The k
+    clips of a record come out consecutively, so they usually share a batch; clip 0 is the clip
+    that k = 1 gives.
+
     ``batch_size`` is the global batch: with ``input_context`` each pipeline batches
     ``input_context.get_per_replica_batch_size(batch_size)`` and reads its share of the files.
 
@@ -335,6 +347,11 @@ def video_dataset(
     spec = None if training else video.ViewSpec(
         num_frames=num_frames, frame_interval=frame_interval, sampling=sampling, num_clips=num_clips,
         num_crops=num_crops, short_side=short_side, crop_size=crop_size)
+    if not isinstance(clips_per_record, int) or isinstance(clips_per_record, bool) or clips_per_record < 1:
+        raise ValueError(f"tfsts.data: clips_per_record={clips_per_record!r}: must be a positive int (1: one clip per record read)")
+    if clips_per_record > 1 and not training:
+        raise ValueError(f"tfsts.data: clips_per_record={clips_per_record} is for training; evaluation takes "
+                         "num_clips x num_crops views of each video instead")
     if training and sampling not in ("dense", "uniform"):
         raise ValueError(f"tfsts.data: sampling={sampling!r}: use 'dense' or 'uniform'")
     info = resolve_files(file_pattern, "video", num_classes)
@@ -344,44 +361,58 @@ def video_dataset(
     table = augment.flip_label_table(flip_label_map)
     worker_seed = seed if input_context is None else seed * 1000 + input_context.input_pipeline_id
 
+    def train_clip(jpegs: tf.Tensor, shape: tf.Tensor, label: tf.Tensor, key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        frames, _ = video.train_clip_from_jpegs(
+            jpegs, shape[0], shape[1], key, num_frames=num_frames, frame_interval=frame_interval,
+            sampling_mode=sampling, crop_size=crop_size, short_side=train_short_side or short_side,
+            crop=crop, area_range=area_range, aspect_ratio_range=aspect_ratio_range)
+        if flip:
+            frames, label, _ = augment.random_flip(frames, label, key, table=table)
+        if color_jitter:
+            frames = augment.color_jitter(frames, key, brightness=color_jitter, contrast=color_jitter,
+                                          saturation=color_jitter, hue=min(0.5, color_jitter / 4))
+        return frames, label
+
     def process(e: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         context, sequence = schema.parse_video(e["record"])
         jpegs = sequence[schema.IMAGE_ENCODED]
         label = tf.cast(context[schema.LABEL_INDEX], tf.int32)
+        media_id = context[schema.MEDIA_ID]
         if training:
             key = element_key(seed, e["epoch"], e["file"], e["position"])
             shape = tf.io.extract_jpeg_shape(jpegs[0])
-            frames, _ = video.train_clip_from_jpegs(
-                jpegs, shape[0], shape[1], key, num_frames=num_frames, frame_interval=frame_interval,
-                sampling_mode=sampling, crop_size=crop_size, short_side=train_short_side or short_side,
-                crop=crop, area_range=area_range, aspect_ratio_range=aspect_ratio_range)
-            if flip:
-                frames, label, _ = augment.random_flip(frames, label, key, table=table)
-            if color_jitter:
-                frames = augment.color_jitter(frames, key, brightness=color_jitter, contrast=color_jitter,
-                                              saturation=color_jitter, hue=min(0.5, color_jitter / 4))
+            if clips_per_record == 1:
+                frames, label = train_clip(jpegs, shape, label, key)
+            else:  # clip j > 0 draws from its own key; clip 0 is the k = 1 clip
+                keys = [key] + [repeat_key(key, j) for j in range(1, clips_per_record)]
+                frames, labels = zip(*(train_clip(jpegs, shape, label, k) for k in keys))
+                frames, label = tf.stack(frames), tf.stack(labels)
+                media_id = tf.fill([clips_per_record], media_id)
         else:
             frames = video.eval_views_from_jpegs(jpegs, spec)
             if spec.num_views == 1:
                 frames = frames[0]
-        return dict(_bookkeeping(e), frames=frames, label=label, media_id=context[schema.MEDIA_ID])
+        return dict(_bookkeeping(e), frames=frames, label=label, media_id=media_id)
 
     return _assemble(files, process, training=training, seed=worker_seed, element_shard=element_shard,
                      cycle_length=cycle_length, shuffle_buffer=shuffle_buffer, strict=strict,
                      deterministic=deterministic, batch_size=per_replica, views=spec.num_views if spec else 1,
                      num_classes=num_classes, mixup=mixup, cutmix=cutmix, label_smoothing=label_smoothing,
-                     num_records=info.num_records)
+                     num_records=info.num_records, clips_per_record=clips_per_record if training else 1)
 
 
 def _assemble(files, process, *, training: bool, seed, element_shard, cycle_length: int, shuffle_buffer: int,
               strict: bool, deterministic: bool, batch_size: int, views: int, num_classes, mixup: float,
-              cutmix: float, label_smoothing: float, num_records) -> tf.data.Dataset:
+              cutmix: float, label_smoothing: float, num_records, clips_per_record: int = 1) -> tf.data.Dataset:
     """The stages every stream shares around its own `process` (parse, sample, decode,
-    preprocess one record): read, shuffle (training), guarded map, label check, batch."""
+    preprocess one record): read, shuffle (training), guarded map, label check, batch.
+    With ``clips_per_record`` k > 1, `process` returns k clips per record, split here."""
     ds = _records(files, training=training, seed=seed, element_shard=element_shard, cycle_length=cycle_length)
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed)
     ds = _robust_map(ds, process, strict=strict, deterministic=deterministic or not training)
+    if clips_per_record > 1:  # the record's bookkeeping (scalars) repeated for each of its clips
+        ds = ds.map(lambda e: {k: v if v.shape.rank else tf.fill([clips_per_record], v) for k, v in e.items()}).unbatch()
     ds = ds.map(_check_labels(num_classes))
     ds = _finish(ds, training=training, batch_size=batch_size, views=views, seed=seed, num_classes=num_classes,
                  mixup=mixup if training else 0.0, cutmix=cutmix if training else 0.0,
