@@ -246,3 +246,28 @@ def test_sts_error_not_about_the_frame_size_suggests_sts_false_only():
         models.build_backbone("ircsn_50", input_shape=(4, 32, 32, 3), temporal_strides=(1, 2, 2, 2), stage_blocks=ONE)
     message = str(error.value)
     assert "build_model('ircsn_50', ..., sts=False)" in message and "frame size" not in message
+
+
+@pytest.mark.parametrize("name, shape, overrides", [
+    ("resnet3d_10", (4, 32, 32, 3), {}),
+    ("x3d_s", (4, 32, 32, 3), {"stage_blocks": ONE}),  # its own head builder
+])
+def test_heads_start_as_the_reference_heads_do(name, shape, overrides):
+    """The classifier is initialised normal(0, 0.01) with zero bias (mmaction2 / pytorchvideo):
+    every head of a co-training model too; the first training step's softmax loss is about ln(C)
+    (Keras' default Glorot init gave logits of std ~1.5 and a first loss well above chance)."""
+    keras.utils.set_random_seed(0)
+    model = models.build_model(name, {"a": 400, "b": 7}, input_shape=shape, sts=False, **overrides)
+    for head, classes in (("head_a", 400), ("head_b", 7)):
+        kernel, bias = (np.asarray(w) for w in model.get_layer(head).weights)
+        assert kernel.shape[-1] == classes
+        np.testing.assert_allclose(kernel.std(), 0.01, rtol=0.1 if kernel.size > 10_000 else 0.3)
+        assert abs(kernel.mean()) < 0.002 and not bias.any()
+    clip = np.random.default_rng(0).uniform(0, 255, size=(4, *shape)).astype("float32")
+    logits = np.asarray(model(clip, training=True)["a"], dtype=np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    loss = -(shifted[:, 0] - np.log(np.exp(shifted).sum(axis=1)))
+    # logits ~ N(0, (0.01 |features|)^2), loss ~ ln C + var / 2 (dropout doubles the kept
+    # features). Keras' Glorot default gave X3D-S a first loss of 3.5 on 10 classes (ln 10 = 2.3).
+    assert np.all(loss > np.log(400) - 0.5) and np.all(loss < np.log(400) + 1.0), loss
+    assert logits.std() < 1.0

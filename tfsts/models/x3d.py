@@ -38,7 +38,7 @@ from typing import Mapping, Sequence
 import keras
 
 from tfsts.layers import STSConv3D
-from tfsts.models.blocks import add_and_relu, batch_norm, clip_input, conv_bn, drop_path, drop_path_schedule
+from tfsts.models.blocks import add_and_relu, batch_norm, classifier, clip_input, conv_bn, drop_path, drop_path_schedule
 
 BN_EPSILON = 1e-5
 # Depth factor per variant (width factor 2.0, bottleneck factor 2.25 for all).
@@ -200,5 +200,5 @@ def x3d_head(
     if isinstance(num_classes, Mapping):
         if not num_classes:
             raise ValueError("num_classes is an empty mapping; give {dataset_name: num_classes}.")
-        return {dataset: keras.layers.Dense(int(n), name=f"{name}_{dataset}")(x) for dataset, n in num_classes.items()}
-    return keras.layers.Dense(int(num_classes), name=name)(x)
+        return {dataset: classifier(n, f"{name}_{dataset}")(x) for dataset, n in num_classes.items()}
+    return classifier(num_classes, name)(x)
