@@ -137,7 +137,7 @@ def test_demo_eval_json_has_every_validation_video_with_consistent_metrics(tiny_
 @pytest.mark.slow
 def test_demo_export_reloads_in_a_fresh_process_and_predictions_are_there(tiny_demo):
     work, _ = tiny_demo
-    version = work / "export" / "x3d_s" / "1"
+    version = work / "export" / "ircsn_50" / "1"
     assert (version / "saved_model.pb").is_file()
     assert (version / "assets.extra" / "tf_serving_warmup_requests").is_file()
     with open(work / "predictions.json") as f:

@@ -97,7 +97,7 @@ class DemoDataConfig:
     travel: float = 14.0  # pixels a translating digit moves over the clip
     kinetics_per_class: tuple[int, int] = (40, 12)
     ssv2_per_class: tuple[int, int] = (30, 8)
-    images_per_class: tuple[int, int] = (40, 10)
+    images_per_class: tuple[int, int] = (200, 20)  # 40 per class: memorised, chance on validation
 
     def __post_init__(self):
         if self.width % 2 or self.height % 2:
