@@ -140,6 +140,27 @@ def depthwise_conv3d(x, kernel, strides: Sequence[int]):
     return ops.reshape(out, (-1, t_out, out_shape[1], out_shape[2], channels))
 
 
+def _raster_depthwise_unstrided(frames, kernel_1d, transpose: bool):
+    """`_raster_conv1d` (depthwise, spatial stride 1) without flattening or transposing:
+    the frame is extended by (k - 1) / 2 columns on each side holding the row above's
+    last and the row below's first pixels (rows: with `transpose`, the column-raster
+    order), which are the raster neighbours a 1-D conv reads across a row's end, and
+    a 1 x k (k x 1) 'valid' 2D depthwise conv runs on it. The same sums as the raster
+    conv; about half the time (benchmarks/bench_sts.py). Needs H and W >= (k - 1) / 2.
+
+    frames: [N, H, W, C]; kernel_1d: [k, C, 1].
+    """
+    k = int(kernel_1d.shape[0])
+    half = (k - 1) // 2
+    along, across = (1, 2) if transpose else (2, 1)
+    size = int(frames.shape[along])
+    before = shift_axis(slice_axis(frames, along, size - half, half), across, -1)  # previous line's end
+    after = shift_axis(slice_axis(frames, along, 0, half), across, 1)  # next line's start
+    extended = ops.concatenate([before, frames, after], axis=along)
+    kernel_2d = ops.reshape(kernel_1d, (k, 1, -1, 1) if transpose else (1, k, -1, 1))
+    return ops.depthwise_conv(extended, kernel_2d, strides=1, padding="valid")
+
+
 def _raster_conv1d(frames, kernel_1d, spatial_stride: int, transpose: bool, depthwise: bool):
     """The reference's 1-D conv over a frame flattened in raster order.
 
@@ -400,7 +421,8 @@ class STSConv3D(keras.layers.Layer):
         depthwise 3D motion on the second half."""
         half = self.filters // 2
         stride = self.strides[1]
-        x_app, x_mot = slice_axis(x, -1, 0, half), slice_axis(x, -1, half, half)
+        # One Split (its gradient one Concat), not two slices (two full-size Pads and a sum).
+        x_app, x_mot = ops.split(x, 2, axis=-1)
         k_app, k_mot = kernel[..., :half], kernel[..., half:]
         motion = depthwise_conv3d(x_mot, k_mot, self.strides)
 
@@ -412,8 +434,12 @@ class STSConv3D(keras.layers.Layer):
         if self.sts_variant == "reference":
             row = ops.reshape(k_app[0], (9, half, 1))
             col = ops.reshape(k_app[2], (9, half, 1))
-            r = _raster_conv1d(frames, row, stride, transpose=False, depthwise=True)
-            c = _raster_conv1d(frames, col, stride, transpose=True, depthwise=True)
+            if stride == 1 and min(int(frames.shape[1]), int(frames.shape[2])) >= 4:
+                r = _raster_depthwise_unstrided(frames, row, transpose=False)
+                c = _raster_depthwise_unstrided(frames, col, transpose=True)
+            else:
+                r = _raster_conv1d(frames, row, stride, transpose=False, depthwise=True)
+                c = _raster_conv1d(frames, col, stride, transpose=True, depthwise=True)
         else:
             r = self._rowcol(frames, ops.reshape(k_app[0], (1, 9, half, 1)), stride, True)
             c = self._rowcol(frames, ops.reshape(k_app[2], (9, 1, half, 1)), stride, True)
