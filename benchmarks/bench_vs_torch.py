@@ -12,6 +12,8 @@ benchmarks/torch_models.py; their parameter counts are printed and must equal tf
 
 Sizes: "small" is batch 2 at 8x112x112; "ref" is batch 1 at the model's reference
 training size (REFERENCE_SIZES). The ratio is tfsts ms / PyTorch ms (below 1: tfsts faster).
+Denormals are flushed to zero on both sides (TF does so by default on CPU; PyTorch via
+`torch.set_flush_denormal(True)`).
 """
 
 from __future__ import annotations
@@ -161,6 +163,9 @@ def main(argv=None) -> int:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     torch.set_num_threads(args.threads)
+    # TF's CPU threads flush denormals to zero; PyTorch's do not unless asked, and a few SGD
+    # steps on random labels then slowed its training steps 10-20x in some runs here.
+    torch.set_flush_denormal(True)
     print(f"tfsts (TF {tf.__version__}, tf.function) vs PyTorch {torch.__version__}, CPU, float32, {args.threads} "
           f"threads each, sts=False, median of {args.pairs} alternated pairs; {load()} at start", flush=True)
     rows = []
