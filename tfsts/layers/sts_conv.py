@@ -64,6 +64,54 @@ def conv_output_length(length: int | None, kernel: int, stride: int) -> int | No
     return (length + 2 * pad - kernel) // stride + 1
 
 
+def slice_axis(x, axis: int, start: int, length: int, stride: int = 1):
+    """x's elements start, start + stride, ... (`length` of them) along `axis`.
+
+    Written as `ops.slice` (TF's Slice, whose gradient is a Pad) and reshapes, not as
+    Python indexing: TF's StridedSlice gradient (StridedSliceGrad) was the largest
+    single cost of a CPU training step, 3-5x the time of the depthwise convs it fed
+    (benchmarks/profile_step.py). Needs the static length of `axis`.
+    """
+    axis = axis % len(x.shape)
+    size = int(x.shape[axis])
+    if stride > 1:
+        span = length * stride
+        if start + span > size:  # zeros at the end so that the span reshapes by `stride`
+            pads = [(0, 0)] * len(x.shape)
+            pads[axis] = (0, start + span - size)
+            x = ops.pad(x, pads)
+        x = slice_axis(x, axis, start, span)
+        shape = list(ops.shape(x))
+        x = ops.reshape(x, shape[:axis] + [length, stride] + shape[axis + 1 :])
+        x = slice_axis(x, axis + 1, 0, 1)
+        return ops.reshape(x, shape[:axis] + [length] + shape[axis + 1 :])
+    if start == 0 and length == size:
+        return x
+    shape = list(ops.shape(x))
+    begin = [0] * len(shape)
+    begin[axis] = start
+    shape[axis] = length
+    return ops.slice(x, begin, shape)
+
+
+def take_axis(x, axis: int, index: int):
+    """x[..., index, ...] along `axis` (that axis dropped), via `slice_axis`."""
+    axis = axis % len(x.shape)
+    y = slice_axis(x, axis, index, 1)
+    shape = list(ops.shape(y))
+    return ops.reshape(y, shape[:axis] + shape[axis + 1 :])
+
+
+def shift_axis(y, axis: int, offset: int):
+    """out[i] = y[i + offset] along `axis`, zeros where i + offset is outside."""
+    if not offset:
+        return y
+    size = int(y.shape[axis])
+    pads = [(0, 0)] * len(y.shape)
+    pads[axis] = (-offset, 0) if offset < 0 else (0, offset)
+    return slice_axis(ops.pad(y, pads), axis, max(offset, 0), size)
+
+
 def depthwise_conv3d(x, kernel, strides: Sequence[int]):
     """Depthwise 3D conv (groups == channels) as a sum over temporal taps of 2D
     depthwise convs on frames: numerically the grouped Conv3D, many times faster on
@@ -79,17 +127,38 @@ def depthwise_conv3d(x, kernel, strides: Sequence[int]):
         x = ops.pad(x, [(0, 0), (pt, pt), (0, 0), (0, 0), (0, 0)])
     x_sp, padding = pad_symmetric(x, (1, kh, kw), (1, sh, sw))
     shape = ops.shape(x_sp)
-    t_in, h_in, w_in = shape[1], shape[2], shape[3]
+    t_in, h_in, w_in = int(x_sp.shape[1]), shape[2], shape[3]
     t_out = (t_in - kt) // st + 1
     out = None
     for i in range(kt):
-        frames = x_sp[:, i : i + (t_out - 1) * st + 1 : st] if (kt > 1 or st > 1) else x_sp
+        frames = slice_axis(x_sp, 1, i, t_out, st)
         frames = ops.reshape(frames, (-1, h_in, w_in, channels))
         tap = ops.reshape(kernel[i], (kh, kw, channels, 1))
         y = ops.depthwise_conv(frames, tap, strides=(sh, sw), padding=padding)
         out = y if out is None else out + y
     out_shape = ops.shape(out)
     return ops.reshape(out, (-1, t_out, out_shape[1], out_shape[2], channels))
+
+
+def _raster_depthwise_unstrided(frames, kernel_1d, transpose: bool):
+    """`_raster_conv1d` (depthwise, spatial stride 1) without flattening or transposing:
+    the frame is extended by (k - 1) / 2 columns on each side holding the row above's
+    last and the row below's first pixels (rows: with `transpose`, the column-raster
+    order), which are the raster neighbours a 1-D conv reads across a row's end, and
+    a 1 x k (k x 1) 'valid' 2D depthwise conv runs on it. The same sums as the raster
+    conv; about half the time (benchmarks/bench_sts.py). Needs H and W >= (k - 1) / 2.
+
+    frames: [N, H, W, C]; kernel_1d: [k, C, 1].
+    """
+    k = int(kernel_1d.shape[0])
+    half = (k - 1) // 2
+    along, across = (1, 2) if transpose else (2, 1)
+    size = int(frames.shape[along])
+    before = shift_axis(slice_axis(frames, along, size - half, half), across, -1)  # previous line's end
+    after = shift_axis(slice_axis(frames, along, 0, half), across, 1)  # next line's start
+    extended = ops.concatenate([before, frames, after], axis=along)
+    kernel_2d = ops.reshape(kernel_1d, (k, 1, -1, 1) if transpose else (1, k, -1, 1))
+    return ops.depthwise_conv(extended, kernel_2d, strides=1, padding="valid")
 
 
 def _raster_conv1d(frames, kernel_1d, spatial_stride: int, transpose: bool, depthwise: bool):
@@ -139,21 +208,9 @@ def _combine_taps(taps, axis: int):
     out[i] = sum_j taps_j[i + j - pad], a symmetric-padded stride-1 conv."""
     k = int(taps.shape[-2])
     pad = (k - 1) // 2
-    ndim = len(taps.shape) - 1
     out = None
     for j in range(k):
-        y = taps[..., j, :]
-        offset = j - pad
-        if offset:
-            pads = [(0, 0)] * ndim
-            index = [slice(None)] * ndim
-            if offset < 0:  # out[i] = y[i - |offset|]
-                pads[axis] = (-offset, 0)
-                index[axis] = slice(None, offset)
-            else:  # out[i] = y[i + offset]
-                pads[axis] = (0, offset)
-                index[axis] = slice(offset, None)
-            y = ops.pad(y, pads)[tuple(index)]
+        y = shift_axis(take_axis(taps, -2, j), axis, j - pad)
         out = y if out is None else out + y
     return out
 
@@ -170,11 +227,11 @@ def dense_conv3d_as_2d(x, kernel, strides: Sequence[int]):
     pt = (kt - 1) // 2
     if pt:
         x = ops.pad(x, [(0, 0), (pt, pt), (0, 0), (0, 0), (0, 0)])
-    t_out = (ops.shape(x)[1] - kt) // st + 1
+    t_out = (int(x.shape[1]) - kt) // st + 1
     if kt == 1 and st == 1:
         stacked = x
     else:
-        stacked = ops.concatenate([x[:, j : j + (t_out - 1) * st + 1 : st] for j in range(kt)], axis=-1)
+        stacked = ops.concatenate([slice_axis(x, 1, j, t_out, st) for j in range(kt)], axis=-1)
     shape = ops.shape(stacked)
     frames = ops.reshape(stacked, (-1, shape[2], shape[3], kt * c))
     frames, padding = pad_symmetric(frames, (kh, kw), (sh, sw))
@@ -191,13 +248,14 @@ def _combine_column_raster_taps(taps):
     taps: [B, T, H, W, 3, O] -> [B, T, H, W, O]."""
     if int(taps.shape[-2]) != 3:
         raise ValueError("column-raster taps must have length 3")
-    before, centre, after = taps[..., 0, :], taps[..., 1, :], taps[..., 2, :]
-    zero_col = [(0, 0), (0, 0), (0, 0), (1, 0), (0, 0)]
-    last_row_prev_col = ops.pad(before[:, :, -1:, :-1], zero_col)  # (H-1, w-1) -> (0, w)
-    shifted_before = ops.concatenate([last_row_prev_col, before[:, :, :-1]], axis=2)
-    zero_col = [(0, 0), (0, 0), (0, 0), (0, 1), (0, 0)]
-    first_row_next_col = ops.pad(after[:, :, :1, 1:], zero_col)  # (0, w+1) -> (H-1, w)
-    shifted_after = ops.concatenate([after[:, :, 1:], first_row_next_col], axis=2)
+    before, centre, after = (take_axis(taps, -2, j) for j in range(3))
+    rows, cols = int(taps.shape[2]), int(taps.shape[3])
+    last_row_prev_col = slice_axis(slice_axis(before, 2, rows - 1, 1), 3, 0, cols - 1)
+    last_row_prev_col = ops.pad(last_row_prev_col, [(0, 0), (0, 0), (0, 0), (1, 0), (0, 0)])  # (H-1, w-1) -> (0, w)
+    shifted_before = ops.concatenate([last_row_prev_col, slice_axis(before, 2, 0, rows - 1)], axis=2)
+    first_row_next_col = slice_axis(slice_axis(after, 2, 0, 1), 3, 1, cols - 1)
+    first_row_next_col = ops.pad(first_row_next_col, [(0, 0), (0, 0), (0, 0), (0, 1), (0, 0)])  # (0, w+1) -> (H-1, w)
+    shifted_after = ops.concatenate([slice_axis(after, 2, 1, rows - 1), first_row_next_col], axis=2)
     return shifted_before + centre + shifted_after
 
 
@@ -363,7 +421,8 @@ class STSConv3D(keras.layers.Layer):
         depthwise 3D motion on the second half."""
         half = self.filters // 2
         stride = self.strides[1]
-        x_app, x_mot = x[..., :half], x[..., half:]
+        # One Split (its gradient one Concat), not two slices (two full-size Pads and a sum).
+        x_app, x_mot = ops.split(x, 2, axis=-1)
         k_app, k_mot = kernel[..., :half], kernel[..., half:]
         motion = depthwise_conv3d(x_mot, k_mot, self.strides)
 
@@ -375,8 +434,12 @@ class STSConv3D(keras.layers.Layer):
         if self.sts_variant == "reference":
             row = ops.reshape(k_app[0], (9, half, 1))
             col = ops.reshape(k_app[2], (9, half, 1))
-            r = _raster_conv1d(frames, row, stride, transpose=False, depthwise=True)
-            c = _raster_conv1d(frames, col, stride, transpose=True, depthwise=True)
+            if stride == 1 and min(int(frames.shape[1]), int(frames.shape[2])) >= 4:
+                r = _raster_depthwise_unstrided(frames, row, transpose=False)
+                c = _raster_depthwise_unstrided(frames, col, transpose=True)
+            else:
+                r = _raster_conv1d(frames, row, stride, transpose=False, depthwise=True)
+                c = _raster_conv1d(frames, col, stride, transpose=True, depthwise=True)
         else:
             r = self._rowcol(frames, ops.reshape(k_app[0], (1, 9, half, 1)), stride, True)
             c = self._rowcol(frames, ops.reshape(k_app[2], (9, 1, half, 1)), stride, True)
@@ -403,7 +466,7 @@ class STSConv3D(keras.layers.Layer):
         else:  # strided over time; the appearance convs see only the kept frames
             padded, padding = pad_symmetric(x, self.kernel_size, self.strides)
             motion = ops.conv(padded, kernel[..., 2 * quarter :], strides=self.strides, padding=padding)
-            x = x[:, ::st]
+            x = slice_axis(x, 1, 0, -(-int(x.shape[1]) // st), st)
         y1 = _tap_products(x, taps[..., :quarter])
         y2 = _tap_products(x, taps[..., quarter : 2 * quarter])
         if self.sts_variant == "reference":

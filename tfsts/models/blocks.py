@@ -17,7 +17,7 @@ from keras import ops
 
 from tfsts.layers import STSConv3D
 from tfsts.layers.normalization import InputNormalization
-from tfsts.layers.sts_conv import conv_output_length, symmetric_pads
+from tfsts.layers.sts_conv import conv_output_length, slice_axis, symmetric_pads
 
 # PyTorch's BatchNorm3d defaults (momentum 0.1 there is 0.9 here).
 BN_EPSILON = 1e-5
@@ -178,6 +178,15 @@ class MaxPool3D(keras.layers.Layer):
         return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
 
 
+def strided_subsample(x, strides: Sequence[int]):
+    """x[:, ::st, ::sh, ::sw] written with `slice_axis` (Slice ops: their gradient is a
+    cheap Pad, not TF's slow StridedSliceGrad)."""
+    for axis, stride in zip((1, 2, 3), strides):
+        if stride > 1:
+            x = slice_axis(x, axis, 0, -(-int(x.shape[axis]) // stride), stride)
+    return x
+
+
 @keras.saving.register_keras_serializable(package="tfsts")
 class Subsample(keras.layers.Layer):
     """Keeps every s-th element along T, H and W, starting at 0: SlowFast's slow
@@ -188,8 +197,7 @@ class Subsample(keras.layers.Layer):
         self.strides = tuple(int(v) for v in strides)
 
     def call(self, x):
-        st, sh, sw = self.strides
-        return x[:, ::st, ::sh, ::sw]
+        return strided_subsample(x, self.strides)
 
     def compute_output_shape(self, input_shape):
         b, *spatial, c = input_shape

@@ -30,7 +30,7 @@ from typing import Sequence
 import keras
 from keras import ops
 
-from tfsts.models.blocks import BN_EPSILON, MaxPool3D, Subsample, add_and_relu, conv_bn, drop_path, drop_path_schedule
+from tfsts.models.blocks import BN_EPSILON, MaxPool3D, Subsample, add_and_relu, conv_bn, drop_path, drop_path_schedule, strided_subsample
 
 STRIDE_LAYOUTS = ("3x3", "1x1")
 SHORTCUT_TYPES = ("A", "B")
@@ -95,9 +95,7 @@ class ZeroPadShortcut(keras.layers.Layer):
             )
 
     def call(self, x):
-        st, sh, sw = self.strides
-        if (st, sh, sw) != NO_STRIDE:
-            x = x[:, ::st, ::sh, ::sw, :]
+        x = strided_subsample(x, self.strides)
         extra = self.filters - x.shape[-1]
         if extra:
             x = ops.pad(x, [(0, 0), (0, 0), (0, 0), (0, 0), (0, extra)])

@@ -1,0 +1,194 @@
+"""tfsts against the same architecture in PyTorch on this machine's CPU: a training step
+(forward + backward + SGD with momentum) and inference (forward only), float32, plain
+convs (sts=False), both frameworks on 2 threads, alternated pair by pair in one
+process (the order flips every pair), median over the pairs.
+
+The PyTorch models are written from the published definitions in
+benchmarks/torch_models.py; their parameter counts are printed and must equal tfsts's
+(the script stops otherwise). PyTorch is benchmark-only: `pip install -e .[bench]`.
+
+    python -m benchmarks.bench_vs_torch [--models r2plus1d_18,x3d_s] [--sizes small,ref]
+        [--passes train,infer] [--pairs 5] [--threads 2]
+
+Sizes: "small" is batch 2 at 8x112x112; "ref" is batch 1 at the model's reference
+training size (REFERENCE_SIZES). The ratio is tfsts ms / PyTorch ms (below 1: tfsts faster).
+Denormals are flushed to zero on both sides (TF does so by default on CPU; PyTorch via
+`torch.set_flush_denormal(True)`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+MODELS = ("r2plus1d_18", "ircsn_50", "ipcsn_50", "x3d_s", "slowonly_r50", "resnet3d_18")
+SMALL = (2, (8, 112, 112))
+# Batch 1 at each model's training input: VMZ R(2+1)D 8x112, CSN 32x224, X3D-S 13x160,
+# SlowOnly 8x224 (pytorchvideo's slow_r50 trains at 8x224), Hara's ResNets 16x112.
+REFERENCE_SIZES = {
+    "r2plus1d_18": (8, 112, 112),
+    "ircsn_50": (32, 224, 224),
+    "ipcsn_50": (32, 224, 224),
+    "x3d_s": (13, 160, 160),
+    "slowonly_r50": (8, 224, 224),
+    "resnet3d_18": (16, 112, 112),
+}
+MEAN = (123.675, 116.28, 103.53)  # the tfsts models' "torch" InputNormalization
+STD = (58.395, 57.12, 57.375)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--sizes", default="small,ref", help="comma list of 'small' and 'ref'")
+    parser.add_argument("--passes", default="train,infer", help="comma list of 'train' and 'infer'")
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    args.sizes = [s for s in args.sizes.split(",") if s]
+    args.passes = [p for p in args.passes.split(",") if p]
+    for what, values, allowed in (("--models", args.models, MODELS), ("--sizes", args.sizes, ("small", "ref")),
+                                  ("--passes", args.passes, ("train", "infer"))):
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            parser.error(f"{what}: unknown {bad}; choose from {', '.join(allowed)}")
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
+    return args
+
+
+def tfsts_runners(name, batch, frames, seed=0):
+    """(params, {pass: callable}) for the tfsts model, inputs fixed."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tfsts import models
+    from tfsts.models.blocks import count_params
+
+    model = models.build_model(name, 400, input_shape=(*frames, 3), sts=False)
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.uniform(0, 255, size=(batch, *frames, 3)).astype("float32"))
+    y = tf.constant(rng.integers(0, 400, size=(batch,)).astype("int32"))
+    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    @tf.function
+    def infer():
+        return model(x, training=False)
+
+    return count_params(model), {"train": lambda: train_step().numpy(), "infer": lambda: infer().numpy()}
+
+
+def torch_runners(name, batch, frames, seed=0):
+    import torch
+
+    from benchmarks.torch_models import BUILDERS, count_params
+
+    torch.manual_seed(seed)
+    net = BUILDERS[name]()
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1, 1)
+    x = torch.rand(batch, 3, *frames) * 255.0
+    y = torch.randint(0, 400, (batch,))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+
+    def train_step():
+        net.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(net((x - mean) / std), y)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    def infer():
+        net.eval()
+        with torch.inference_mode():
+            return net((x - mean) / std).sum().item()
+
+    return count_params(net), {"train": train_step, "infer": infer}
+
+
+def alternated_medians(first, second, pairs: int, warmup: int):
+    """Median seconds of two callables run pair by pair, the order flipping each pair."""
+    for _ in range(warmup):
+        first()
+        second()
+    times = ([], [])
+    for i in range(pairs):
+        order = (0, 1) if i % 2 == 0 else (1, 0)
+        for k in order:
+            fn = (first, second)[k]
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def load() -> str:
+    try:
+        return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "load average unknown"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        print("bench_vs_torch: PyTorch is not installed; install the benchmark extra: pip install -e .[bench] "
+              "(torch==2.13.0)", file=sys.stderr)
+        return 1
+    import tensorflow as tf
+
+    from benchmarks.timing import print_table
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    # TF's CPU threads flush denormals to zero; PyTorch's do not unless asked, and a few SGD
+    # steps on random labels then slowed its training steps 10-20x in some runs here.
+    torch.set_flush_denormal(True)
+    print(f"tfsts (TF {tf.__version__}, tf.function) vs PyTorch {torch.__version__}, CPU, float32, {args.threads} "
+          f"threads each, sts=False, median of {args.pairs} alternated pairs; {load()} at start", flush=True)
+    rows = []
+    for name in args.models:
+        for size in args.sizes:
+            batch, frames = SMALL if size == "small" else (1, REFERENCE_SIZES[name])
+            tf_params, tf_fns = tfsts_runners(name, batch, frames)
+            torch_params, torch_fns = torch_runners(name, batch, frames)
+            if tf_params != torch_params:
+                print(f"bench_vs_torch: {name}: parameter counts differ (tfsts {tf_params:,}, PyTorch "
+                      f"{torch_params:,}); benchmarks/torch_models.py no longer matches the tfsts model", file=sys.stderr)
+                return 1
+            for pass_ in args.passes:
+                tf_s, torch_s = alternated_medians(tf_fns[pass_], torch_fns[pass_], args.pairs, args.warmup)
+                row = [name, f"{batch}x{'x'.join(map(str, frames))}", f"{tf_params:,}", pass_,
+                       f"{tf_s * 1e3:.0f}", f"{torch_s * 1e3:.0f}", f"{tf_s / torch_s:.2f}"]
+                rows.append(row)
+                print("  " + " | ".join(row), flush=True)
+            del tf_fns, torch_fns
+    print(f"done; {load()} at end")
+    print_table(["model", "input", "params (both)", "pass", "tfsts ms", "PyTorch ms", "tfsts / PyTorch"], rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
