@@ -262,6 +262,21 @@ def test_bad_export_arguments(exported, tmp_path):
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
 
 
+def test_missing_serving_api_is_one_clear_error_and_nothing_written(exported, tmp_path, monkeypatch):
+    """Without tensorflow-serving-api (not in the demo's extras once, so the README's main
+    command died in a traceback at the export step) the export stops before writing, naming the
+    extra to install and the way out."""
+    model, _, _ = exported
+    for name in [m for m in sys.modules if m == "tensorflow_serving" or m.startswith("tensorflow_serving.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "tensorflow_serving", None)  # import fails as if not installed
+    with pytest.raises(ExportError, match=r"need tensorflow-serving-api.*pip install -e '\.\[serving\]'.*warmup=False.*nothing was written"):
+        export_model(model, tmp_path / "m", view_spec=SPEC, class_names=CLASSES)
+    assert not (tmp_path / "m").exists()
+    path = export_model(model, tmp_path / "m", view_spec=SPEC, class_names=CLASSES, warmup=False)
+    assert (path / "saved_model.pb").exists() and not (path / "assets.extra" / "tf_serving_warmup_requests").exists()
+
+
 def test_co_trained_model_one_output_set_per_head_with_its_own_views(tmp_path):
     """Two heads, two view specs: each head's sequence_example outputs come from its own views."""
     model = build_model("resnet3d_10", {"kinetics": 3, "ssv2": 2}, input_shape=(4, 32, 32, 3))

@@ -236,6 +236,15 @@ def build_archive(model, *, view_spec, class_names, top_k: int = 5, average: str
     return archive, metadata, endpoints
 
 
+def serving_api_available() -> bool:
+    """Whether tensorflow-serving-api (the warm-up requests' protos) can be imported."""
+    try:
+        from tensorflow_serving.apis import prediction_log_pb2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def warmup_requests(metadata: Mapping[str, Any], model_name: str) -> list[bytes]:
     """One serialized PredictionLog per signature, batch 1, mid-grey content."""
     import numpy as np
@@ -312,6 +321,12 @@ def export_model(
     final = version_path(export_dir, version)
     if final.exists() and not overwrite:
         raise ExportError(f"{final} already exists; pass --overwrite to replace it or --version N to write another version.")
+    if warmup and not serving_api_available():
+        raise ExportError(
+            "the TF Serving warm-up requests need tensorflow-serving-api, which is not installed: "
+            "pip install -e '.[serving]' (tensorflow-serving-api==2.21.0), or export without warm-up requests "
+            "(export_model(..., warmup=False)); nothing was written."
+        )
     archive, metadata, _ = build_archive(model, view_spec=view_spec, class_names=class_names, top_k=top_k, average=average)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
