@@ -24,6 +24,8 @@ import statistics
 import sys
 import time
 
+from benchmarks.timing import split_choices
+
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 MODELS = ("r2plus1d_18", "ircsn_50", "ipcsn_50", "x3d_s", "slowonly_r50", "resnet3d_18")
@@ -50,14 +52,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     args = parser.parse_args(argv)
-    args.models = [m for m in args.models.split(",") if m]
-    args.dtypes = [d for d in args.dtypes.split(",") if d]
-    args.sizes = [s for s in args.sizes.split(",") if s]
-    for what, values, allowed in (("--models", args.models, MODELS), ("--dtypes", args.dtypes, ("float32", "bfloat16")),
-                                  ("--sizes", args.sizes, ("small", "ref"))):
-        bad = [v for v in values if v not in allowed]
-        if bad:
-            parser.error(f"{what}: unknown {bad}; choose from {', '.join(allowed)}")
+    split_choices(parser, args, {"models": MODELS, "dtypes": ("float32", "bfloat16"), "sizes": ("small", "ref")})
     return args
 
 

@@ -24,6 +24,8 @@ import statistics
 import sys
 import time
 
+from benchmarks.timing import split_choices, tf_sgd_train_step
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODELS = ("r2plus1d_18", "ircsn_50", "ipcsn_50", "x3d_s", "slowonly_r50", "resnet3d_18")
@@ -51,14 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    args.models = [m for m in args.models.split(",") if m]
-    args.sizes = [s for s in args.sizes.split(",") if s]
-    args.passes = [p for p in args.passes.split(",") if p]
-    for what, values, allowed in (("--models", args.models, MODELS), ("--sizes", args.sizes, ("small", "ref")),
-                                  ("--passes", args.passes, ("train", "infer"))):
-        bad = [v for v in values if v not in allowed]
-        if bad:
-            parser.error(f"{what}: unknown {bad}; choose from {', '.join(allowed)}")
+    split_choices(parser, args, {"models": MODELS, "sizes": ("small", "ref"), "passes": ("train", "infer")})
     if args.pairs < 1:
         parser.error("--pairs must be at least 1")
     return args
@@ -66,7 +61,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def tfsts_runners(name, batch, frames, seed=0):
     """(params, {pass: callable}) for the tfsts model, inputs fixed."""
-    import keras
     import numpy as np
     import tensorflow as tf
 
@@ -77,17 +71,7 @@ def tfsts_runners(name, batch, frames, seed=0):
     rng = np.random.default_rng(seed)
     x = tf.constant(rng.uniform(0, 255, size=(batch, *frames, 3)).astype("float32"))
     y = tf.constant(rng.integers(0, 400, size=(batch,)).astype("int32"))
-    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
-    optimizer.build(model.trainable_variables)
-
-    @tf.function
-    def train_step():
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+    train_step = tf_sgd_train_step(model, x, y)
 
     @tf.function
     def infer():

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
-from benchmarks.timing import print_table  # noqa: E402
+from benchmarks.timing import print_table, tf_sgd_train_step  # noqa: E402
 from tfsts import models  # noqa: E402
 from tfsts.layers import STSConv3D  # noqa: E402
 
@@ -123,16 +123,7 @@ def main() -> None:
         rng = np.random.default_rng(0)
         x = tf.constant(rng.uniform(0, 255, size=(args.batch, *frames, 3)).astype("float32"))
         y = tf.constant(rng.integers(0, 400, size=(args.batch,)).astype("int32"))
-        optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
-
-        @tf.function
-        def train_step():
-            with tf.GradientTape() as tape:
-                logits = model(x, training=True)
-                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return loss
+        train_step = tf_sgd_train_step(model, x, y)
 
         train_step().numpy()
         ops = op_times(trace(lambda: train_step().numpy(), args.steps))

@@ -29,3 +29,35 @@ def print_table(headers: list[str], rows: list[list[object]]) -> None:
     print("-|-".join("-" * w for w in widths))
     for row in rows:
         print(" | ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+
+
+def split_choices(parser, args, choices: dict[str, tuple[str, ...]]) -> None:
+    """Turn each comma-list flag in `choices` ({dest: allowed}) into a list, rejecting unknown
+    values with one parser error that lists the allowed ones."""
+    for dest, allowed in choices.items():
+        values = [v for v in getattr(args, dest).split(",") if v]
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            parser.error(f"--{dest}: unknown {bad}; choose from {', '.join(allowed)}")
+        setattr(args, dest, values)
+
+
+def tf_sgd_train_step(model, x, y):
+    """A tf.function training step (forward, softmax cross-entropy, backward, SGD with momentum)
+    on fixed inputs: what the TensorFlow benchmarks time and profile."""
+    import keras
+    import tensorflow as tf
+
+    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return train_step
