@@ -1,9 +1,11 @@
-"""Where a tfsts training step spends its time: a TF profiler trace of a few steps
-(forward + backward + SGD, tf.function, float32, CPU), each op's self time attributed
+"""Where a tfsts training step (or inference) spends its time: a TF profiler trace of a few
+steps (forward + backward + SGD, or forward only with --pass infer; tf.function, float32,
+CPU), each op's self time attributed
 to the kind of layer it belongs to (from the op's name scope) and split into compute
 ops (convs, matmuls) and data movement (pads, slices, concats, transposes, reshapes).
 
     python -m benchmarks.profile_step [--models ircsn_50,x3d_s] [--shape 8,112,112] [--batch 2] [--steps 3]
+        [--pass train|infer]
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--sts", action="store_true", help="STS on (the model's default cases)")
+    parser.add_argument("--pass", dest="pass_", choices=("train", "infer"), default="train")
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(2)
     tf.config.threading.set_inter_op_parallelism_threads(2)
@@ -123,10 +126,12 @@ def main() -> None:
         rng = np.random.default_rng(0)
         x = tf.constant(rng.uniform(0, 255, size=(args.batch, *frames, 3)).astype("float32"))
         y = tf.constant(rng.integers(0, 400, size=(args.batch,)).astype("int32"))
-        train_step = tf_sgd_train_step(model, x, y)
-
-        train_step().numpy()
-        ops = op_times(trace(lambda: train_step().numpy(), args.steps))
+        if args.pass_ == "train":
+            step = tf_sgd_train_step(model, x, y)
+        else:
+            step = tf.function(lambda: model(x, training=False))
+        step().numpy()
+        ops = op_times(trace(lambda: step().numpy(), args.steps))
         table = attribute(model, ops)
         total = sum(table.values())
         by_kind = collections.defaultdict(float)
@@ -140,7 +145,7 @@ def main() -> None:
         by_type = collections.Counter()
         for _, op_type, s in ops:
             by_type[op_type] += s
-        print(f"\n{name}, batch {args.batch}x{'x'.join(map(str, frames))}, sts={args.sts}: op self time per step "
+        print(f"\n{name}, batch {args.batch}x{'x'.join(map(str, frames))}, sts={args.sts}, {args.pass_}: op self time per step "
               f"{total / args.steps * 1e3:.0f} ms (summed over threads' executor events)")
         print_table(["layer kind", "ms / step", "share", "compute ms", "movement ms", "elementwise ms"], rows)
         print("top op types: " + ", ".join(f"{t} {s / args.steps * 1e3:.0f}" for t, s in by_type.most_common(12)))

@@ -117,24 +117,64 @@ def test_case_bc_matches_numpy(t, h, w, c, o, tstride):
     np.testing.assert_allclose(_run(layer, x), ref.sts_case_bc(x, kernel, tstride), atol=1e-4)
 
 
-@pytest.mark.parametrize(
-    "kernel_size,strides,groups,c,o",
-    [
-        ((3, 3, 3), (1, 1, 1), 1, 3, 5),
-        ((3, 7, 7), (1, 2, 2), 1, 3, 4),
-        ((3, 3, 3), (2, 2, 2), 1, 4, 4),
-        ((1, 1, 1), (1, 2, 2), 1, 4, 6),
-        ((3, 3, 3), (1, 1, 1), 6, 6, 6),
-        ((3, 3, 3), (2, 2, 2), 6, 6, 6),
-        ((5, 3, 3), (1, 2, 2), 4, 4, 4),
-        ((3, 3, 3), (1, 2, 2), 2, 4, 6),
-    ],
-)
-def test_plain_conv_matches_numpy_with_symmetric_padding(kernel_size, strides, groups, c, o):
-    x = RNG.normal(size=(2, 5, 8, 6, c))
+# Every formulation `STSConv3D._plain` can pick (see NATIVE_CONV3D_MIN_CHANNELS and
+# TAP_GEMM_MIN_CHANNELS in sts_conv.py) appears here, and the one-frame inputs where
+# only the centre temporal tap is evaluated.
+PLAIN_CASES = [
+    # kernel_size, strides, groups, c, o, frames
+    ((3, 3, 3), (1, 1, 1), 1, 3, 5, 5),  # RGB-like input: frames stacked as channels, Conv2D
+    ((3, 7, 7), (1, 2, 2), 1, 3, 4, 5),
+    ((3, 3, 3), (2, 2, 2), 1, 4, 4, 5),
+    ((1, 1, 1), (1, 2, 2), 1, 4, 6, 5),
+    ((3, 3, 3), (1, 1, 1), 6, 6, 6, 5),  # depthwise: 2D depthwise convs over temporal taps
+    ((3, 3, 3), (2, 2, 2), 6, 6, 6, 5),
+    ((5, 3, 3), (1, 2, 2), 4, 4, 4, 5),
+    ((3, 3, 3), (1, 2, 2), 2, 4, 6, 5),  # grouped: native Conv3D
+    ((3, 3, 3), (1, 1, 1), 1, 16, 4, 5),  # dense, >= 16 channels: native Conv3D
+    ((3, 3, 3), (2, 2, 2), 1, 16, 4, 5),
+    ((3, 1, 1), (1, 1, 1), 1, 16, 8, 5),  # temporal, < 512 channels: native Conv3D
+    ((3, 1, 1), (2, 1, 1), 1, 16, 8, 5),
+    ((3, 1, 1), (1, 1, 1), 1, 512, 4, 5),  # temporal, >= 512 channels: one GEMM over the taps
+    ((3, 1, 1), (2, 1, 1), 1, 512, 4, 5),  # ... strided: frames stacked as channels
+    ((3, 3, 3), (1, 1, 1), 1, 16, 4, 1),  # one frame: the centre tap only
+    ((3, 3, 3), (2, 2, 2), 1, 3, 4, 1),
+    ((3, 3, 3), (1, 2, 2), 6, 6, 6, 1),
+    ((3, 1, 1), (1, 1, 1), 1, 16, 4, 1),
+    ((5, 1, 1), (2, 1, 1), 1, 512, 4, 1),
+]
+
+
+@pytest.mark.parametrize("kernel_size,strides,groups,c,o,frames", PLAIN_CASES)
+def test_plain_conv_matches_numpy_with_symmetric_padding(kernel_size, strides, groups, c, o, frames):
+    x = RNG.normal(size=(2, frames, 8, 6, c))
     kernel = RNG.normal(size=(*kernel_size, c // groups, o))
-    layer = _layer_with_kernel(kernel, (5, 8, 6, c), strides=strides, groups=groups, sts=False)
-    np.testing.assert_allclose(_run(layer, x), ref.conv_nd(x, kernel, strides, groups), atol=1e-4)
+    layer = _layer_with_kernel(kernel, (frames, 8, 6, c), strides=strides, groups=groups, sts=False)
+    np.testing.assert_allclose(_run(layer, x), ref.conv_nd(x, kernel, strides, groups), atol=1e-4 * np.sqrt(c / 4))
+
+
+@pytest.mark.parametrize("kernel_size,strides,groups,c,o,frames", [c for c in PLAIN_CASES if c[3] < 512])
+def test_plain_conv_gradients_equal_keras_conv3d(kernel_size, strides, groups, c, o, frames):
+    """Input and kernel gradients of every formulation equal keras' own Conv3D on the padded
+    input; on one frame the padding-only taps get exactly zero gradient, as in Conv3D."""
+    x = tf.constant(RNG.normal(size=(2, frames, 8, 6, c)).astype("float32"))
+    kernel = RNG.normal(size=(*kernel_size, c // groups, o)).astype("float32")
+    ours = _layer_with_kernel(kernel, (frames, 8, 6, c), strides=strides, groups=groups, sts=False)
+    theirs = keras.layers.Conv3D(o, kernel_size, strides=strides, groups=groups, use_bias=False)
+    theirs.build((None, frames + 2 * (kernel_size[0] // 2), 8 + 2 * (kernel_size[1] // 2), 6 + 2 * (kernel_size[2] // 2), c))
+    theirs.kernel.assign(kernel)
+    pads = [[0, 0]] + [[k // 2, k // 2] for k in kernel_size] + [[0, 0]]
+    grads = []
+    for layer, inputs in ((ours, lambda v: v), (theirs, lambda v: tf.pad(v, pads))):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(inputs(x))
+            loss = tf.reduce_sum(y * y)
+        grads.append([g.numpy() for g in tape.gradient(loss, [x, layer.kernel])])
+    for g_ours, g_theirs in zip(*grads):
+        np.testing.assert_allclose(g_ours, g_theirs, rtol=1e-4, atol=1e-3 * np.abs(g_theirs).max())
+    if frames == 1 and kernel_size[0] > 1:
+        centre = kernel_size[0] // 2
+        assert not np.delete(grads[0][1], centre, axis=0).any()
 
 
 def test_plain_conv_equals_keras_conv3d_on_padded_input():

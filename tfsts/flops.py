@@ -3,7 +3,10 @@
 Counts conv and dense layers only (BN, activations, pooling and attention's
 activation-by-activation products are free), the convention of the pytorchvideo /
 SlowFast / torchvision tables (whose "GFLOPs" are GMACs) and of the reference counts
-in the README's model table.
+in the README's model table. A conv's MACs are its kernel volume times its output
+size, taps over zero padding included, as those tables count them; on a one-frame input
+tfsts evaluates only a plain conv's centre temporal tap (`sts_conv.centre_tap`), so it
+runs fewer MACs there than it reports.
 
 Nothing is run and no Keras class is touched: `count_macs` walks the model's layers
 (into nested functional models) and computes each count from the layer's config, its

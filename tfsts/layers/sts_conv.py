@@ -215,6 +215,34 @@ def _combine_taps(taps, axis: int):
     return out
 
 
+# Which formulation a plain conv takes on which input. The sums are the same; the choice
+# is speed, measured on TF's CPU kernels (oneDNN) with benchmarks/bench_convs.py:
+# - TF's native Conv3D is the fastest dense kt x kh x kw conv (forward and training step)
+#   once the input has a few channels; on RGB stems its filter gradient is slower than
+#   `dense_conv3d_as_2d`'s Conv2D.
+# - For a temporal kt x 1 x 1 conv, Conv3D wins below 512 input channels; above, its
+#   training step loses to one GEMM over the taps (`_tap_products`).
+NATIVE_CONV3D_MIN_CHANNELS = 16
+TAP_GEMM_MIN_CHANNELS = 512
+
+
+def centre_tap(kernel):
+    """The middle temporal tap of a [kt, kh, kw, C, O] kernel, as a [1, kh, kw, C, O] kernel.
+
+    On a one-frame input every other tap of a symmetric-padded conv reads only zero
+    padding, so the conv equals its centre tap's (exactly: the skipped products are zeros).
+    Deep stages reach one frame (ResNet-18 at 8 or 16 frames: res5), and skipping the
+    padding taps there saves two thirds of their MACs.
+    """
+    return slice_axis(kernel, 0, (int(kernel.shape[0]) - 1) // 2, 1)
+
+
+def native_conv3d(x, kernel, strides: Sequence[int]):
+    """`ops.conv` in 3D with PyTorch's symmetric padding (grouped when the kernel says so)."""
+    x, padding = pad_symmetric(x, kernel.shape[:3], strides)
+    return ops.conv(x, kernel, strides=tuple(strides), padding=padding)
+
+
 def dense_conv3d_as_2d(x, kernel, strides: Sequence[int]):
     """Dense 3D conv as one 2D conv over frames whose kt temporal neighbours are
     stacked as channels: the same sums, but TF's CPU Conv3D filter gradient is 100x
@@ -405,16 +433,22 @@ class STSConv3D(keras.layers.Layer):
         return y
 
     def _plain(self, x, kernel):
+        strides = self.strides
+        if int(kernel.shape[0]) > 1 and x.shape[1] == 1:
+            kernel, strides = centre_tap(kernel), (1, *strides[1:])
+        kt, kh, kw = (int(d) for d in kernel.shape[:3])
         if self.is_depthwise:
-            return depthwise_conv3d(x, kernel, self.strides)
-        if self.groups == 1 and self.kernel_size[1:] == (1, 1) and self.strides == (1, 1, 1) and self.kernel_size[0] > 1:
-            # A temporal kt x 1 x 1 conv as one GEMM over all taps plus shifted sums:
-            # faster than TF's Conv3D on CPU (benchmarks/bench_sts.py).
+            return depthwise_conv3d(x, kernel, strides)
+        if self.groups == 1 and kt > 1 and self.input_channels >= NATIVE_CONV3D_MIN_CHANNELS:
+            if (kh, kw) != (1, 1) or self.input_channels < TAP_GEMM_MIN_CHANNELS:
+                return native_conv3d(x, kernel, strides)
+        if self.groups == 1 and (kh, kw) == (1, 1) and strides == (1, 1, 1) and kt > 1:
+            # A temporal kt x 1 x 1 conv on wide inputs as one GEMM over all taps plus shifted
+            # sums: a faster training step than TF's Conv3D there (benchmarks/bench_convs.py).
             return _combine_taps(_tap_products(x, kernel[:, 0, 0]), axis=1)
         if self.groups == 1:
-            return dense_conv3d_as_2d(x, kernel, self.strides)
-        x, padding = pad_symmetric(x, self.kernel_size, self.strides)
-        return ops.conv(x, kernel, strides=self.strides, padding=padding)
+            return dense_conv3d_as_2d(x, kernel, strides)
+        return native_conv3d(x, kernel, strides)
 
     def _sts_depthwise(self, x, kernel):
         """Case A: appearance (s + r + c, per frame) on the first half of the channels,
