@@ -1,14 +1,21 @@
 """tfsts against the same architecture in PyTorch on this machine's CPU: a training step
 (forward + backward + SGD with momentum) and inference (forward only), float32, plain
-convs (sts=False), both frameworks on 2 threads, alternated pair by pair in one
-process (the order flips every pair), median over the pairs.
+convs (sts=False), both frameworks on 2 threads, alternated call by call in one run (the
+order flips every pair), median over the pairs.
+
+Each framework runs in a worker process of its own, which times one call when the
+parent asks for it, after a short idle gap (--gap). Sharing one process and no gap
+measures the frameworks' interference, not their speed: measured here on x3d_s
+inference, TF alone 78-83 ms, right after a PyTorch call in the same process 112 ms
+(PyTorch 81-84 ms in both settings). `--in-process` keeps the old one-process
+alternation for comparison.
 
 The PyTorch models are written from the published definitions in
 benchmarks/torch_models.py; their parameter counts are printed and must equal tfsts's
 (the script stops otherwise). PyTorch is benchmark-only: `pip install -e .[bench]`.
 
     python -m benchmarks.bench_vs_torch [--models r2plus1d_18,x3d_s] [--sizes small,ref]
-        [--passes train,infer] [--pairs 5] [--threads 2]
+        [--passes train,infer] [--pairs 5] [--threads 2] [--gap 0.3] [--in-process]
 
 Sizes: "small" is batch 2 at 8x112x112; "ref" is batch 1 at the model's reference
 training size (REFERENCE_SIZES). The ratio is tfsts ms / PyTorch ms (below 1: tfsts faster).
@@ -19,6 +26,7 @@ Denormals are flushed to zero on both sides (TF does so by default on CPU; PyTor
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import sys
@@ -52,6 +60,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--gap", type=float, default=0.3, help="idle seconds before each timing")
+    parser.add_argument("--calls", type=int, default=2, help="back-to-back calls per timing, after an untimed one")
+    parser.add_argument("--in-process", action="store_true",
+                        help="both frameworks in this process, no gap (the interference the workers avoid)")
     args = parser.parse_args(argv)
     split_choices(parser, args, {"models": MODELS, "sizes": ("small", "ref"), "passes": ("train", "infer")})
     if args.pairs < 1:
@@ -109,8 +121,70 @@ def torch_runners(name, batch, frames, seed=0):
     return count_params(net), {"train": train_step, "infer": infer}
 
 
-def alternated_medians(first, second, pairs: int, warmup: int):
-    """Median seconds of two callables run pair by pair, the order flipping each pair."""
+def set_threads(framework: str, threads: int) -> None:
+    if framework == "tfsts":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    else:
+        import torch
+
+        torch.set_num_threads(threads)
+        # TF's CPU threads flush denormals to zero; PyTorch's do not unless asked, and a few
+        # SGD steps on random labels then slowed its training steps 10-20x in some runs here.
+        torch.set_flush_denormal(True)
+
+
+def runners(framework: str, name: str, batch: int, frames):
+    return (tfsts_runners if framework == "tfsts" else torch_runners)(name, batch, frames)
+
+
+def worker(framework: str, name: str, batch: int, frames, threads: int, calls: int, conn) -> None:
+    """A worker process: builds one framework's model, sends its parameter count, then
+    answers each pass name with the seconds per call of `calls` back-to-back calls after
+    an untimed one (the steady state of a training loop; "stop" ends it)."""
+    set_threads(framework, threads)
+    params, fns = runners(framework, name, batch, frames)
+    conn.send(params)
+    while (pass_ := conn.recv()) != "stop":
+        fns[pass_]()
+        start = time.perf_counter()
+        for _ in range(calls):
+            fns[pass_]()
+        conn.send((time.perf_counter() - start) / calls)
+
+
+class Workers:
+    """The two frameworks' worker processes for one model and size."""
+
+    def __init__(self, name: str, batch: int, frames, threads: int, calls: int):
+        context = multiprocessing.get_context("spawn")
+        self.conns, self.procs = [], []
+        for framework in ("tfsts", "torch"):
+            parent, child = context.Pipe()
+            proc = context.Process(target=worker, args=(framework, name, batch, frames, threads, calls, child), daemon=True)
+            proc.start()
+            self.conns.append(parent)
+            self.procs.append(proc)
+        self.params = [conn.recv() for conn in self.conns]
+
+    def timer(self, k: int, pass_: str):
+        def timed() -> float:
+            self.conns[k].send(pass_)
+            return self.conns[k].recv()
+
+        return timed
+
+    def close(self) -> None:
+        for conn, proc in zip(self.conns, self.procs):
+            conn.send("stop")
+            proc.join()
+
+
+def alternated_medians(first, second, pairs: int, warmup: int, gap: float = 0.0):
+    """Median seconds of two timed callables (each returns the seconds its call took) run
+    pair by pair, the order flipping each pair, `gap` idle seconds before each call."""
     for _ in range(warmup):
         first()
         second()
@@ -118,11 +192,18 @@ def alternated_medians(first, second, pairs: int, warmup: int):
     for i in range(pairs):
         order = (0, 1) if i % 2 == 0 else (1, 0)
         for k in order:
-            fn = (first, second)[k]
-            start = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - start)
+            time.sleep(gap)
+            times[k].append((first, second)[k]())
     return statistics.median(times[0]), statistics.median(times[1])
+
+
+def timed(fn):
+    def call() -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    return call
 
 
 def load() -> str:
@@ -140,35 +221,44 @@ def main(argv=None) -> int:
         print("bench_vs_torch: PyTorch is not installed; install the benchmark extra: pip install -e .[bench] "
               "(torch==2.13.0)", file=sys.stderr)
         return 1
-    import tensorflow as tf
-
     from benchmarks.timing import print_table
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    torch.set_num_threads(args.threads)
-    # TF's CPU threads flush denormals to zero; PyTorch's do not unless asked, and a few SGD
-    # steps on random labels then slowed its training steps 10-20x in some runs here.
-    torch.set_flush_denormal(True)
+    import tensorflow as tf
+
+    mode = "one process, no gap" if args.in_process else f"a worker process each, {args.gap:g} s idle before each call"
     print(f"tfsts (TF {tf.__version__}, tf.function) vs PyTorch {torch.__version__}, CPU, float32, {args.threads} "
-          f"threads each, sts=False, median of {args.pairs} alternated pairs; {load()} at start", flush=True)
+          f"threads each, sts=False, median of {args.pairs} alternated pairs, {mode}; {load()} at start", flush=True)
+    if args.in_process:
+        for framework in ("tfsts", "torch"):
+            set_threads(framework, args.threads)
     rows = []
     for name in args.models:
         for size in args.sizes:
             batch, frames = SMALL if size == "small" else (1, REFERENCE_SIZES[name])
-            tf_params, tf_fns = tfsts_runners(name, batch, frames)
-            torch_params, torch_fns = torch_runners(name, batch, frames)
+            if args.in_process:
+                fns = [runners(framework, name, batch, frames) for framework in ("tfsts", "torch")]
+                params = [p for p, _ in fns]
+                timers = {pass_: [timed(f[pass_]) for _, f in fns] for pass_ in args.passes}
+                workers = None
+            else:
+                workers = Workers(name, batch, frames, args.threads, args.calls)
+                params = workers.params
+                timers = {pass_: [workers.timer(k, pass_) for k in (0, 1)] for pass_ in args.passes}
+            tf_params, torch_params = params
             if tf_params != torch_params:
                 print(f"bench_vs_torch: {name}: parameter counts differ (tfsts {tf_params:,}, PyTorch "
                       f"{torch_params:,}); benchmarks/torch_models.py no longer matches the tfsts model", file=sys.stderr)
                 return 1
             for pass_ in args.passes:
-                tf_s, torch_s = alternated_medians(tf_fns[pass_], torch_fns[pass_], args.pairs, args.warmup)
+                gap = 0.0 if args.in_process else args.gap
+                tf_s, torch_s = alternated_medians(*timers[pass_], args.pairs, args.warmup, gap)
                 row = [name, f"{batch}x{'x'.join(map(str, frames))}", f"{tf_params:,}", pass_,
                        f"{tf_s * 1e3:.0f}", f"{torch_s * 1e3:.0f}", f"{tf_s / torch_s:.2f}"]
                 rows.append(row)
                 print("  " + " | ".join(row), flush=True)
-            del tf_fns, torch_fns
+            if workers is not None:
+                workers.close()
+            del timers
     print(f"done; {load()} at end")
     print_table(["model", "input", "params (both)", "pass", "tfsts ms", "PyTorch ms", "tfsts / PyTorch"], rows)
     return 0

@@ -217,11 +217,14 @@ def _combine_taps(taps, axis: int):
 
 # Which formulation a plain conv takes on which input. The sums are the same; the choice
 # is speed, measured on TF's CPU kernels (oneDNN) with benchmarks/bench_convs.py:
-# - TF's native Conv3D is the fastest dense kt x kh x kw conv (forward and training step)
-#   once the input has a few channels; on RGB stems its filter gradient is slower than
-#   `dense_conv3d_as_2d`'s Conv2D.
-# - For a temporal kt x 1 x 1 conv, Conv3D wins below 512 input channels; above, its
-#   training step loses to one GEMM over the taps (`_tap_products`).
+# - TF's native Conv3D is the fastest dense kt x kh x kw conv at stride 1 (forward and
+#   training step) once the input has a few channels; on RGB stems its filter gradient
+#   is slower than `dense_conv3d_as_2d`'s Conv2D.
+# - For a temporal kt x 1 x 1 conv at stride 1, Conv3D wins below 512 input channels;
+#   above, its training step loses to one GEMM over the taps (`_tap_products`).
+# - Strided convs stay on `dense_conv3d_as_2d`: an explicitly padded Conv3D makes
+#   Grappler's remapper fail on the training graph ("remapper failed: ... missing node
+#   .../Pad"), which then leaves the whole graph unfused (tests/test_models_graph.py).
 NATIVE_CONV3D_MIN_CHANNELS = 16
 TAP_GEMM_MIN_CHANNELS = 512
 
@@ -235,12 +238,6 @@ def centre_tap(kernel):
     padding taps there saves two thirds of their MACs.
     """
     return slice_axis(kernel, 0, (int(kernel.shape[0]) - 1) // 2, 1)
-
-
-def native_conv3d(x, kernel, strides: Sequence[int]):
-    """`ops.conv` in 3D with PyTorch's symmetric padding (grouped when the kernel says so)."""
-    x, padding = pad_symmetric(x, kernel.shape[:3], strides)
-    return ops.conv(x, kernel, strides=tuple(strides), padding=padding)
 
 
 def dense_conv3d_as_2d(x, kernel, strides: Sequence[int]):
@@ -439,16 +436,17 @@ class STSConv3D(keras.layers.Layer):
         kt, kh, kw = (int(d) for d in kernel.shape[:3])
         if self.is_depthwise:
             return depthwise_conv3d(x, kernel, strides)
-        if self.groups == 1 and kt > 1 and self.input_channels >= NATIVE_CONV3D_MIN_CHANNELS:
+        if self.groups == 1 and kt > 1 and strides == (1, 1, 1) and self.input_channels >= NATIVE_CONV3D_MIN_CHANNELS:
             if (kh, kw) != (1, 1) or self.input_channels < TAP_GEMM_MIN_CHANNELS:
-                return native_conv3d(x, kernel, strides)
+                return ops.conv(x, kernel, strides=1, padding="same")
         if self.groups == 1 and (kh, kw) == (1, 1) and strides == (1, 1, 1) and kt > 1:
             # A temporal kt x 1 x 1 conv on wide inputs as one GEMM over all taps plus shifted
             # sums: a faster training step than TF's Conv3D there (benchmarks/bench_convs.py).
             return _combine_taps(_tap_products(x, kernel[:, 0, 0]), axis=1)
         if self.groups == 1:
             return dense_conv3d_as_2d(x, kernel, strides)
-        return native_conv3d(x, kernel, strides)
+        x, padding = pad_symmetric(x, kernel.shape[:3], strides)
+        return ops.conv(x, kernel, strides=strides, padding=padding)
 
     def _sts_depthwise(self, x, kernel):
         """Case A: appearance (s + r + c, per frame) on the first half of the channels,
@@ -498,8 +496,7 @@ class STSConv3D(keras.layers.Layer):
         if st == 1:
             motion = _combine_taps(_tap_products(x, taps[..., 2 * quarter :]), axis=1)
         else:  # strided over time; the appearance convs see only the kept frames
-            padded, padding = pad_symmetric(x, self.kernel_size, self.strides)
-            motion = ops.conv(padded, kernel[..., 2 * quarter :], strides=self.strides, padding=padding)
+            motion = dense_conv3d_as_2d(x, kernel[..., 2 * quarter :], self.strides)
             x = slice_axis(x, 1, 0, -(-int(x.shape[1]) // st), st)
         y1 = _tap_products(x, taps[..., :quarter])
         y2 = _tap_products(x, taps[..., quarter : 2 * quarter])
