@@ -28,17 +28,8 @@ from benchmarks.timing import split_choices
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-MODELS = ("r2plus1d_18", "ircsn_50", "ipcsn_50", "x3d_s", "slowonly_r50", "resnet3d_18")
-REFERENCE_SIZES = {  # as benchmarks/bench_vs_torch.py (not imported: that module is the TF one)
-    "r2plus1d_18": (8, 112, 112),
-    "ircsn_50": (32, 224, 224),
-    "ipcsn_50": (32, 224, 224),
-    "x3d_s": (13, 160, 160),
-    "slowonly_r50": (8, 224, 224),
-    "resnet3d_18": (16, 112, 112),
-}
-MEAN = (123.675, 116.28, 103.53)
-STD = (58.395, 57.12, 57.375)
+# The same models, sizes and input normalisation as the CPU benchmark (a stdlib-only import).
+from benchmarks.bench_vs_torch import MEAN, MODELS, REFERENCE_SIZES, STD  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -3,11 +3,11 @@
 convs (sts=False), both frameworks on 2 threads, alternated call by call in one run (the
 order flips every pair), median over the pairs.
 
-Each framework runs in a worker process of its own, which times one call when the
-parent asks for it, after a short idle gap (--gap). Sharing one process and no gap
-measures the frameworks' interference, not their speed: measured here on x3d_s
-inference, TF alone 78-83 ms, right after a PyTorch call in the same process 112 ms
-(PyTorch 81-84 ms in both settings). `--in-process` keeps the old one-process
+Each framework runs in a worker process of its own (neither shares the other's heap or
+thread pools), which, when the parent asks, idles `--gap` seconds, makes one untimed call
+and then times `--calls` back-to-back calls (a training loop's steady state). In one
+process with no gap, a TF call right after a PyTorch call was up to a third slower than
+alone (x3d_s inference: 112 ms against 78-83 ms). `--in-process` keeps that one-process
 alternation for comparison.
 
 The PyTorch models are written from the published definitions in
@@ -15,7 +15,7 @@ benchmarks/torch_models.py; their parameter counts are printed and must equal tf
 (the script stops otherwise). PyTorch is benchmark-only: `pip install -e .[bench]`.
 
     python -m benchmarks.bench_vs_torch [--models r2plus1d_18,x3d_s] [--sizes small,ref]
-        [--passes train,infer] [--pairs 5] [--threads 2] [--gap 0.3] [--in-process]
+        [--passes train,infer] [--pairs 5] [--threads 2] [--calls 2] [--gap 0.3] [--in-process]
 
 Sizes: "small" is batch 2 at 8x112x112; "ref" is batch 1 at the model's reference
 training size (REFERENCE_SIZES). The ratio is tfsts ms / PyTorch ms (below 1: tfsts faster).

@@ -467,7 +467,10 @@ class STSConv3D(keras.layers.Layer):
             row = ops.reshape(k_app[0], (9, half, 1))
             col = ops.reshape(k_app[2], (9, half, 1))
             if stride == 1 and min(int(frames.shape[1]), int(frames.shape[2])) >= 4:
-                r = _raster_depthwise_unstrided(frames, row, transpose=False)
+                # The h-major raster conv is a 1-D conv on the frame as it lies in memory (no
+                # copy); the w-major one reads across columns, so it runs on extended frames
+                # instead of a transposed copy (benchmarks/bench_sts.py).
+                r = _raster_conv1d(frames, row, 1, transpose=False, depthwise=True)
                 c = _raster_depthwise_unstrided(frames, col, transpose=True)
             else:
                 r = _raster_conv1d(frames, row, stride, transpose=False, depthwise=True)
