@@ -152,6 +152,11 @@ def test_plain_conv_matches_numpy_with_symmetric_padding(kernel_size, strides, g
     np.testing.assert_allclose(_run(layer, x), ref.conv_nd(x, kernel, strides, groups), atol=1e-4 * np.sqrt(c / 4))
 
 
+def pads_shape(shape, kernel_size):
+    """[T, H, W, C] after PyTorch's symmetric padding of a [B, T, H, W, C] input."""
+    return (*(int(n) + 2 * (k // 2) for n, k in zip(shape[1:4], kernel_size)), int(shape[4]))
+
+
 @pytest.mark.parametrize("kernel_size,strides,groups,c,o,frames", [c for c in PLAIN_CASES if c[3] < 512])
 def test_plain_conv_gradients_equal_keras_conv3d(kernel_size, strides, groups, c, o, frames):
     """Input and kernel gradients of every formulation equal keras' own Conv3D on the padded
@@ -160,15 +165,15 @@ def test_plain_conv_gradients_equal_keras_conv3d(kernel_size, strides, groups, c
     kernel = RNG.normal(size=(*kernel_size, c // groups, o)).astype("float32")
     ours = _layer_with_kernel(kernel, (frames, 8, 6, c), strides=strides, groups=groups, sts=False)
     theirs = keras.layers.Conv3D(o, kernel_size, strides=strides, groups=groups, use_bias=False)
-    theirs.build((None, frames + 2 * (kernel_size[0] // 2), 8 + 2 * (kernel_size[1] // 2), 6 + 2 * (kernel_size[2] // 2), c))
+    theirs.build((None, *pads_shape(x.shape, kernel_size)))
     theirs.kernel.assign(kernel)
     pads = [[0, 0]] + [[k // 2, k // 2] for k in kernel_size] + [[0, 0]]
+    upstream = tf.constant(RNG.normal(size=theirs.compute_output_shape((2, *pads_shape(x.shape, kernel_size)))).astype("float32"))
     grads = []
     for layer, inputs in ((ours, lambda v: v), (theirs, lambda v: tf.pad(v, pads))):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y = layer(inputs(x))
-            loss = tf.reduce_sum(y * y)
+            loss = tf.reduce_sum(layer(inputs(x)) * upstream)  # a random upstream gradient
         grads.append([g.numpy() for g in tape.gradient(loss, [x, layer.kernel])])
     for g_ours, g_theirs in zip(*grads):
         np.testing.assert_allclose(g_ours, g_theirs, rtol=1e-4, atol=1e-3 * np.abs(g_theirs).max())

@@ -242,8 +242,9 @@ def centre_tap(kernel):
 
 def dense_conv3d_as_2d(x, kernel, strides: Sequence[int]):
     """Dense 3D conv as one 2D conv over frames whose kt temporal neighbours are
-    stacked as channels: the same sums, but TF's CPU Conv3D filter gradient is 100x
-    slower than Conv2D's (a 3x7x7 stem: seconds instead of tens of seconds).
+    stacked as channels: the same sums as Conv3D, and a faster training step on RGB
+    stems (a 3x7x7 stem: 235 against 365 ms, benchmarks/bench_convs.py) and on strided
+    convs, which Conv3D would need an explicit Pad for.
 
     x: [B, T, H, W, C]; kernel: [kt, kh, kw, C, O]; symmetric padding.
     """
@@ -430,23 +431,26 @@ class STSConv3D(keras.layers.Layer):
         return y
 
     def _plain(self, x, kernel):
+        """The plain conv in the formulation measured fastest for its shape (the rules
+        above NATIVE_CONV3D_MIN_CHANNELS)."""
         strides = self.strides
         if int(kernel.shape[0]) > 1 and x.shape[1] == 1:
             kernel, strides = centre_tap(kernel), (1, *strides[1:])
         kt, kh, kw = (int(d) for d in kernel.shape[:3])
         if self.is_depthwise:
             return depthwise_conv3d(x, kernel, strides)
-        if self.groups == 1 and kt > 1 and strides == (1, 1, 1) and self.input_channels >= NATIVE_CONV3D_MIN_CHANNELS:
-            if (kh, kw) != (1, 1) or self.input_channels < TAP_GEMM_MIN_CHANNELS:
-                return ops.conv(x, kernel, strides=1, padding="same")
-        if self.groups == 1 and (kh, kw) == (1, 1) and strides == (1, 1, 1) and kt > 1:
-            # A temporal kt x 1 x 1 conv on wide inputs as one GEMM over all taps plus shifted
-            # sums: a faster training step than TF's Conv3D there (benchmarks/bench_convs.py).
+        if self.groups > 1:
+            x, padding = pad_symmetric(x, kernel.shape[:3], strides)
+            return ops.conv(x, kernel, strides=strides, padding=padding)
+        unstrided_taps = kt > 1 and strides == (1, 1, 1)
+        temporal = (kh, kw) == (1, 1)
+        if unstrided_taps and temporal and self.input_channels >= TAP_GEMM_MIN_CHANNELS:
             return _combine_taps(_tap_products(x, kernel[:, 0, 0]), axis=1)
-        if self.groups == 1:
-            return dense_conv3d_as_2d(x, kernel, strides)
-        x, padding = pad_symmetric(x, kernel.shape[:3], strides)
-        return ops.conv(x, kernel, strides=strides, padding=padding)
+        if unstrided_taps and self.input_channels >= NATIVE_CONV3D_MIN_CHANNELS:
+            return ops.conv(x, kernel, strides=1, padding="same")  # 'same' is symmetric at stride 1
+        if unstrided_taps and temporal:
+            return _combine_taps(_tap_products(x, kernel[:, 0, 0]), axis=1)
+        return dense_conv3d_as_2d(x, kernel, strides)
 
     def _sts_depthwise(self, x, kernel):
         """Case A: appearance (s + r + c, per frame) on the first half of the channels,
