@@ -222,6 +222,8 @@ def _combine_taps(taps, axis: int):
 #   is slower than `dense_conv3d_as_2d`'s Conv2D.
 # - For a temporal kt x 1 x 1 conv at stride 1, Conv3D wins below 512 input channels;
 #   above, its training step loses to one GEMM over the taps (`_tap_products`).
+# - Only in float32: TF's CPU Conv3D filter gradient in bfloat16 is wrong for some shapes
+#   (94 % off at a 2x4x4 input with 32 channels; tests/test_sts_conv.py, mixed precision).
 # - Strided convs stay on `dense_conv3d_as_2d`: an explicitly padded Conv3D makes
 #   Grappler's remapper fail on the training graph ("remapper failed: ... missing node
 #   .../Pad"), which then leaves the whole graph unfused (tests/test_models_graph.py).
@@ -446,7 +448,8 @@ class STSConv3D(keras.layers.Layer):
         temporal = (kh, kw) == (1, 1)
         if unstrided_taps and temporal and self.input_channels >= TAP_GEMM_MIN_CHANNELS:
             return _combine_taps(_tap_products(x, kernel[:, 0, 0]), axis=1)
-        if unstrided_taps and self.input_channels >= NATIVE_CONV3D_MIN_CHANNELS:
+        native = self.input_channels >= NATIVE_CONV3D_MIN_CHANNELS and keras.backend.standardize_dtype(x.dtype) == "float32"
+        if unstrided_taps and native:
             return ops.conv(x, kernel, strides=1, padding="same")  # 'same' is symmetric at stride 1
         if unstrided_taps and temporal:
             return _combine_taps(_tap_products(x, kernel[:, 0, 0]), axis=1)
