@@ -66,8 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="both frameworks in this process, no gap (the interference the workers avoid)")
     args = parser.parse_args(argv)
     split_choices(parser, args, {"models": MODELS, "sizes": ("small", "ref"), "passes": ("train", "infer")})
-    if args.pairs < 1:
-        parser.error("--pairs must be at least 1")
+    if args.pairs < 1 or args.calls < 1:
+        parser.error("--pairs and --calls must be at least 1")
     return args
 
 
@@ -225,7 +225,8 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
-    mode = "one process, no gap" if args.in_process else f"a worker process each, {args.gap:g} s idle before each call"
+    mode = ("one process, one call per timing, no gap" if args.in_process else
+            f"a worker process each, {args.calls} calls per timing after an untimed one, {args.gap:g} s idle before")
     print(f"tfsts (TF {tf.__version__}, tf.function) vs PyTorch {torch.__version__}, CPU, float32, {args.threads} "
           f"threads each, sts=False, median of {args.pairs} alternated pairs, {mode}; {load()} at start", flush=True)
     if args.in_process:
