@@ -22,8 +22,8 @@ Variants (the argument before the comma; after it, the folder holding data_prep'
 Every video variant has the same budget: `train.num_steps` steps of `global_batch_size` clips
 of 8 frames at 32 px, AdamW, the same schedule. Expected result (`python -m tfsts.demo --full`,
 validation top-1 %, mean ± std over seeds 0-2): pretrain_images 63 ± 6 on the digit images;
-Kinetics-layout scratch 57 ± 10, image_plain 84 ± 4, image_sts 75 ± 8, cotrain_sts 53 ± 21;
-SSv2-layout ssv2_image_sts 42 ± 6 (README, "The demo").
+Kinetics-layout scratch 56 ± 6, image_plain 81 ± 8, image_sts 76 ± 12, cotrain_sts 56 ± 13;
+SSv2-layout ssv2_image_sts 44 ± 7 (README, "The demo").
 """
 from __future__ import annotations
 
