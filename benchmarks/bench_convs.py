@@ -54,7 +54,8 @@ def formulations(kernel_shape, frames: int) -> dict:
 
 
 def picked(kernel_shape, frames: int) -> str:
-    """The formulation STSConv3D(sts=False) runs on this shape (read from its graph)."""
+    """The formulation STSConv3D(sts=False) runs on this shape: read from its graph (Conv3D,
+    MatMul or Conv2D ops), except that a one-frame input is the centre tap by construction."""
     import tensorflow as tf
 
     from tfsts.layers import STSConv3D

@@ -377,7 +377,6 @@ def video_dataset(
         context, sequence = schema.parse_video(e["record"])
         jpegs = sequence[schema.IMAGE_ENCODED]
         label = tf.cast(context[schema.LABEL_INDEX], tf.int32)
-        media_id = context[schema.MEDIA_ID]
         if training:
             key = element_key(seed, e["epoch"], e["file"], e["position"])
             shape = tf.io.extract_jpeg_shape(jpegs[0])
@@ -387,18 +386,17 @@ def video_dataset(
                 keys = [key] + [repeat_key(key, j) for j in range(1, clips_per_record)]
                 frames, labels = zip(*(train_clip(jpegs, shape, label, k) for k in keys))
                 frames, label = tf.stack(frames), tf.stack(labels)
-                media_id = tf.fill([clips_per_record], media_id)
         else:
             frames = video.eval_views_from_jpegs(jpegs, spec)
             if spec.num_views == 1:
                 frames = frames[0]
-        return dict(_bookkeeping(e), frames=frames, label=label, media_id=media_id)
+        return dict(_bookkeeping(e), frames=frames, label=label, media_id=context[schema.MEDIA_ID])
 
     return _assemble(files, process, training=training, seed=worker_seed, element_shard=element_shard,
                      cycle_length=cycle_length, shuffle_buffer=shuffle_buffer, strict=strict,
                      deterministic=deterministic, batch_size=per_replica, views=spec.num_views if spec else 1,
                      num_classes=num_classes, mixup=mixup, cutmix=cutmix, label_smoothing=label_smoothing,
-                     num_records=info.num_records, clips_per_record=clips_per_record if training else 1)
+                     num_records=info.num_records, clips_per_record=clips_per_record)
 
 
 def _assemble(files, process, *, training: bool, seed, element_shard, cycle_length: int, shuffle_buffer: int,

@@ -444,14 +444,17 @@ class STSConv3D(keras.layers.Layer):
         if self.groups > 1:
             x, padding = pad_symmetric(x, kernel.shape[:3], strides)
             return ops.conv(x, kernel, strides=strides, padding=padding)
-        unstrided_taps = kt > 1 and strides == (1, 1, 1)
+        if kt == 1 or strides != (1, 1, 1):
+            return dense_conv3d_as_2d(x, kernel, strides)
         temporal = (kh, kw) == (1, 1)
-        if unstrided_taps and temporal and self.input_channels >= TAP_GEMM_MIN_CHANNELS:
-            return _combine_taps(_tap_products(x, kernel[:, 0, 0]), axis=1)
-        native = self.input_channels >= NATIVE_CONV3D_MIN_CHANNELS and keras.backend.standardize_dtype(x.dtype) == "float32"
-        if unstrided_taps and native:
+        native = (
+            self.input_channels >= NATIVE_CONV3D_MIN_CHANNELS
+            and not (temporal and self.input_channels >= TAP_GEMM_MIN_CHANNELS)
+            and keras.backend.standardize_dtype(x.dtype) == "float32"
+        )
+        if native:
             return ops.conv(x, kernel, strides=1, padding="same")  # 'same' is symmetric at stride 1
-        if unstrided_taps and temporal:
+        if temporal:
             return _combine_taps(_tap_products(x, kernel[:, 0, 0]), axis=1)
         return dense_conv3d_as_2d(x, kernel, strides)
 
