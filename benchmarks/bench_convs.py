@@ -1,6 +1,6 @@
 """Which formulation of a plain 3D conv is fastest where: the measurements behind
-`STSConv3D._plain`'s choice (NATIVE_CONV3D_MIN_CHANNELS, TAP_GEMM_MIN_CHANNELS and
-`centre_tap` in tfsts/layers/sts_conv.py).
+`STSConv3D._plain`'s choice (NATIVE_CONV3D_MIN_CHANNELS, GEMM_KERNEL_GRADIENT_MIN_CHANNELS
+and `centre_tap` in tfsts/layers/sts_conv.py).
 
 For layer shapes of ResNet-18, R(2+1)D-18 and SlowOnly at batch 2, 8x112x112, each
 formulation's forward pass and its forward + backward (input and kernel gradients) are
@@ -10,7 +10,10 @@ CPU, 2 threads). All formulations give the same sums (checked before timing):
 - `frames-as-channels`: the kt temporal neighbours stacked as channels, one Conv2D
   (`dense_conv3d_as_2d`);
 - `Conv3D`: TF's native Conv3D with 'same' padding (stride 1);
-- `tap GEMM`: a temporal kt x 1 x 1 conv as one matmul over all taps plus shifted sums;
+- `tap GEMM`: a temporal kt x 1 x 1 conv as one matmul over all taps plus shifted sums
+  (`shifted_tap_conv`);
+- `Conv3D, GEMM kernel grad`: Conv3D with its kernel gradient taken as one matmul over the
+  taps (`temporal_conv3d`);
 - `centre tap`: what tfsts runs on a one-frame input (the other taps read only padding).
 
     python -m benchmarks.bench_convs [--rounds 5]
@@ -30,8 +33,10 @@ CASES = [
     ("ResNet-18 res4 3x3x3", (2, 2, 14, 14, 256), (3, 3, 3, 256, 256)),
     ("ResNet-18 res5 3x3x3, one frame", (2, 1, 7, 7, 512), (3, 3, 3, 512, 512)),
     ("RGB stem 3x7x7", (2, 8, 112, 112, 3), (3, 7, 7, 3, 64)),
+    ("R(2+1)D stem temporal 3x1x1", (2, 8, 56, 56, 45), (3, 1, 1, 45, 64)),
     ("R(2+1)D res2 temporal 3x1x1", (2, 8, 56, 56, 144), (3, 1, 1, 144, 64)),
     ("R(2+1)D res3 temporal 3x1x1", (2, 4, 28, 28, 288), (3, 1, 1, 288, 128)),
+    ("R(2+1)D res4 temporal 3x1x1", (2, 2, 14, 14, 576), (3, 1, 1, 576, 256)),
     ("SlowOnly res4 3x1x1", (2, 8, 14, 14, 1024), (3, 1, 1, 1024, 256)),
     ("SlowOnly res5 3x1x1", (2, 8, 7, 7, 2048), (3, 1, 1, 2048, 512)),
 ]
@@ -40,14 +45,21 @@ CASES = [
 def formulations(kernel_shape, frames: int) -> dict:
     from keras import ops
 
-    from tfsts.layers.sts_conv import _combine_taps, _tap_products, centre_tap, dense_conv3d_as_2d
+    from tfsts.layers.sts_conv import (
+        axis_shift,
+        centre_tap,
+        dense_conv3d_as_2d,
+        shifted_tap_conv,
+        temporal_conv3d,
+    )
 
     out = {
         "frames-as-channels": lambda x, k: dense_conv3d_as_2d(x, k, (1, 1, 1)),
         "Conv3D": lambda x, k: ops.conv(x, k, strides=1, padding="same"),
     }
     if kernel_shape[1:3] == (1, 1):
-        out["tap GEMM"] = lambda x, k: _combine_taps(_tap_products(x, k[:, 0, 0]), axis=1)
+        out["tap GEMM"] = lambda x, k: shifted_tap_conv(x, k, [(int(k.shape[-1]), axis_shift(1))])
+        out["Conv3D, GEMM kernel grad"] = temporal_conv3d
     if frames == 1:
         out["centre tap"] = lambda x, k: dense_conv3d_as_2d(x, centre_tap(k), (1, 1, 1))
     return out
@@ -55,7 +67,8 @@ def formulations(kernel_shape, frames: int) -> dict:
 
 def picked(kernel_shape, frames: int) -> str:
     """The formulation STSConv3D(sts=False) runs on this shape: read from its graph (Conv3D,
-    MatMul or Conv2D ops), except that a one-frame input is the centre tap by construction."""
+    with the IdentityN of a custom gradient, MatMul or Conv2D ops), except that a one-frame
+    input is the centre tap by construction."""
     import tensorflow as tf
 
     from tfsts.layers import STSConv3D
@@ -69,7 +82,7 @@ def picked(kernel_shape, frames: int) -> str:
     if frames == 1 and kt > 1:
         return "centre tap"
     if "Conv3D" in types:
-        return "Conv3D"
+        return "Conv3D, GEMM kernel grad" if "IdentityN" in types else "Conv3D"
     if "MatMul" in types or "BatchMatMulV2" in types:
         return "tap GEMM"
     return "frames-as-channels"

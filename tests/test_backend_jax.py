@@ -119,6 +119,40 @@ def test_every_family_gives_tensorflows_outputs_and_step_under_jax(tmp_path):
             problems.append(f"{family}: logits {logits:.1e}, loss {loss:.1e}, update {update:.1e} (relative)")
     assert not problems, "JAX differs from TensorFlow:\n" + "\n".join(problems)
 
+_CONV_GRADIENT_SCRIPT = r'''
+import json, sys
+import jax, numpy as np
+from keras import ops
+from tfsts.layers import STSConv3D
+
+worst = 0.0
+for kernel_size, c, frames in json.loads(sys.argv[1]):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, frames, 6, 5, c)).astype("float32")
+    kernel = rng.normal(size=(*kernel_size, c, 4)).astype("float32")
+    layer = STSConv3D(4, kernel_size, sts=False)
+    layer.build(x.shape)
+    pads = [(0, 0)] + [(k // 2, k // 2) for k in kernel_size] + [(0, 0)]
+    upstream = rng.normal(size=(2, frames, 6, 5, 4)).astype("float32")
+    ours = lambda x, k: ops.sum(layer._plain(x, k) * upstream)
+    plain = lambda x, k: ops.sum(ops.conv(ops.pad(x, pads), k, padding="valid") * upstream)
+    for g_ours, g_plain in zip(jax.grad(ours, (0, 1))(x, kernel), jax.grad(plain, (0, 1))(x, kernel)):
+        worst = max(worst, float(np.abs(g_ours - g_plain).max() / np.abs(g_plain).max()))
+print(worst)
+'''
+
+
+def test_plain_conv_gradients_under_jax():
+    """The plain conv's formulations, the custom-gradient temporal conv among them, give
+    JAX's autodiff of a plain padded conv (relative max error <= 1e-5)."""
+    cases = [((3, 1, 1), 128, 5), ((5, 1, 1), 128, 7), ((3, 1, 1), 8, 5), ((3, 3, 3), 16, 4)]
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-c", _CONV_GRADIENT_SCRIPT, json.dumps(cases)],
+                            capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert float(result.stdout.split()[-1]) <= 1e-5
+
+
 def test_the_model_code_imports_no_tensorflow():
     """tfsts/layers and tfsts/models are written on keras.ops and Keras layers: no
     module there names TensorFlow (inflation reads 2D Keras models, also backend-neutral)."""

@@ -118,7 +118,7 @@ def test_case_bc_matches_numpy(t, h, w, c, o, tstride):
 
 
 # Every formulation `STSConv3D._plain` can pick (see NATIVE_CONV3D_MIN_CHANNELS and
-# TAP_GEMM_MIN_CHANNELS in sts_conv.py) appears here, and the one-frame inputs where
+# GEMM_KERNEL_GRADIENT_MIN_CHANNELS in sts_conv.py) appears here, and the one-frame inputs where
 # only the centre temporal tap is evaluated.
 PLAIN_CASES = [
     # kernel_size, strides, groups, c, o, frames
@@ -132,10 +132,13 @@ PLAIN_CASES = [
     ((3, 3, 3), (1, 2, 2), 2, 4, 6, 5),  # grouped: native Conv3D
     ((3, 3, 3), (1, 1, 1), 1, 16, 4, 5),  # dense, >= 16 channels: native Conv3D
     ((3, 3, 3), (2, 2, 2), 1, 16, 4, 5),
-    ((3, 1, 1), (1, 1, 1), 1, 16, 8, 5),  # temporal, < 512 channels: native Conv3D
-    ((3, 1, 1), (2, 1, 1), 1, 16, 8, 5),
-    ((3, 1, 1), (1, 1, 1), 1, 512, 4, 5),  # temporal, >= 512 channels: one GEMM over the taps
-    ((3, 1, 1), (2, 1, 1), 1, 512, 4, 5),  # ... strided: frames stacked as channels
+    ((3, 1, 1), (1, 1, 1), 1, 16, 8, 5),  # temporal, < 128 channels: native Conv3D
+    ((3, 1, 1), (2, 1, 1), 1, 16, 8, 5),  # ... strided: frames stacked as channels
+    ((3, 1, 1), (1, 1, 1), 1, 8, 4, 5),  # temporal, < 16 channels: one GEMM over the taps
+    ((3, 1, 1), (1, 1, 1), 1, 128, 4, 5),  # temporal, >= 128: Conv3D, GEMM kernel gradient
+    ((5, 1, 1), (1, 1, 1), 1, 128, 6, 7),
+    ((3, 1, 1), (1, 1, 1), 1, 512, 4, 5),
+    ((3, 1, 1), (2, 1, 1), 1, 512, 4, 5),
     ((3, 3, 3), (1, 1, 1), 1, 16, 4, 1),  # one frame: the centre tap only
     ((3, 3, 3), (2, 2, 2), 1, 3, 4, 1),
     ((3, 3, 3), (1, 2, 2), 6, 6, 6, 1),
@@ -252,10 +255,23 @@ def test_even_kernel_rejected():
 
 
 # ------------------------------------------------------------------------ gradients
-@pytest.mark.parametrize("case_kwargs", [dict(filters=4, kernel_size=3, groups=4, strides=(1, 2, 2)), dict(filters=8, kernel_size=(3, 1, 1), strides=(2, 1, 1))])
-def test_gradients_match_finite_differences(case_kwargs):
+@pytest.mark.parametrize(
+    "case_kwargs,shape",
+    [
+        (dict(filters=4, kernel_size=3, groups=4, strides=(1, 2, 2)), (1, 3, 4, 4, 4)),
+        (dict(filters=8, kernel_size=(3, 1, 1), strides=(2, 1, 1)), (1, 3, 4, 4, 4)),
+        # the custom gradient of `shifted_tap_conv`: case B in both variants, case C's
+        # appearance branches, the plain tap GEMM; frames not square, so that the raster
+        # and column-raster wraps are not each other's
+        (dict(filters=8, kernel_size=(3, 1, 1)), (1, 3, 3, 5, 4)),
+        (dict(filters=8, kernel_size=(3, 1, 1), sts_variant="rowcol"), (1, 3, 3, 5, 4)),
+        (dict(filters=8, kernel_size=(3, 1, 1), strides=(2, 1, 1), sts_variant="rowcol"), (1, 3, 3, 5, 4)),
+        (dict(filters=6, kernel_size=(5, 1, 1), sts=False), (2, 4, 3, 5, 4)),
+    ],
+)
+def test_gradients_match_finite_differences(case_kwargs, shape):
     layer = STSConv3D(dtype="float64", **case_kwargs)
-    x = tf.constant(RNG.normal(size=(1, 3, 4, 4, 4)))
+    x = tf.constant(RNG.normal(size=shape))
     layer.build(x.shape)
     weights = tf.constant(RNG.normal(size=(1, *layer.compute_output_shape(x.shape)[1:])))
 

@@ -18,7 +18,7 @@ Everything is written with `keras.ops`, so the layer runs on any Keras backend.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 from keras import ops
@@ -188,31 +188,120 @@ def _raster_conv1d(frames, kernel_1d, spatial_stride: int, transpose: bool, dept
     return out
 
 
+def tap_matrix(kernel):
+    """A [k, 1, 1, C, O] kernel's taps side by side, [C, k, O], for `_tap_products`: one
+    transpose of the whole kernel (STS then splits its output channels, which is cheaper
+    than a strided slice and a transpose per branch)."""
+    k, c, o = int(kernel.shape[0]), int(kernel.shape[3]), int(kernel.shape[4])
+    return ops.transpose(ops.reshape(kernel, (k, c, o)), (1, 0, 2))
+
+
 def _tap_products(x, taps):
-    """x: [B, T, H, W, C]; taps: [k, C, O] -> [B, T, H, W, k, O], x @ taps[j] for each j."""
-    k, c, o = (int(d) for d in taps.shape)
+    """x: [B, T, H, W, C]; taps: [C, k, O] (`tap_matrix`) -> [B, T, H, W, k, O], x @ tap j
+    for each j, as one matmul."""
+    c, k, o = (int(d) for d in taps.shape)
     shape = ops.shape(x)
     flat = ops.reshape(x, (-1, c))
-    merged = ops.reshape(ops.transpose(taps, (1, 0, 2)), (c, k * o))
-    return ops.reshape(ops.matmul(flat, merged), (-1, shape[1], shape[2], shape[3], k, o))
+    return ops.reshape(ops.matmul(flat, ops.reshape(taps, (c, k * o))), (-1, shape[1], shape[2], shape[3], k, o))
 
 
-def _flatten_frames(taps):
-    """[B, T, R, S, k, O] -> [B, T, R * S, k, O] (raster order of the two middle axes)."""
-    shape = ops.shape(taps)
-    return ops.reshape(taps, (-1, shape[1], shape[2] * shape[3], shape[4], shape[5]))
+# Shifts of a [B, T, H, W, O] tensor along some order of its positions: out[i] = y[i + offset],
+# zeros outside. A 3-tap 1-D conv along that order is sum_j shift(x @ tap_j, j - 1).
+def axis_shift(axis: int) -> Callable:
+    """Along one axis (1: time, 2: down each column of a frame, 3: along each row)."""
+    return lambda y, offset: shift_axis(y, axis, offset)
 
 
-def _combine_taps(taps, axis: int):
-    """sum_j taps[..., j, :] shifted by j - (k - 1) / 2 along `axis`, zeros outside:
-    out[i] = sum_j taps_j[i + j - pad], a symmetric-padded stride-1 conv."""
-    k = int(taps.shape[-2])
-    pad = (k - 1) // 2
-    out = None
-    for j in range(k):
-        y = shift_axis(take_axis(taps, -2, j), axis, j - pad)
-        out = y if out is None else out + y
-    return out
+def raster_shift(y, offset: int):
+    """Along each frame's h-major raster order (row after row: the reference's `view`)."""
+    shape = ops.shape(y)
+    flat = ops.reshape(y, (-1, shape[1], shape[2] * shape[3], shape[4]))
+    return ops.reshape(shift_axis(flat, 2, offset), (-1, shape[1], shape[2], shape[3], shape[4]))
+
+
+def column_raster_shift(y, offset: int):
+    """Along each frame's w-major raster order (column after column), without transposing:
+    the position before (h, w) is (h - 1, w), or (H - 1, w - 1) at the top of a column; the
+    one after is (h + 1, w), or (0, w + 1) at its bottom. offset: -1, 0 or 1."""
+    rows, cols = int(y.shape[2]), int(y.shape[3])
+    if offset == 0:
+        return y
+    if offset == -1:
+        wrapped = slice_axis(slice_axis(y, 2, rows - 1, 1), 3, 0, cols - 1)  # (H-1, w-1) -> (0, w)
+        wrapped = ops.pad(wrapped, [(0, 0), (0, 0), (0, 0), (1, 0), (0, 0)])
+        return ops.concatenate([wrapped, slice_axis(y, 2, 0, rows - 1)], axis=2)
+    if offset == 1:
+        wrapped = slice_axis(slice_axis(y, 2, 0, 1), 3, 1, cols - 1)  # (0, w+1) -> (H-1, w)
+        wrapped = ops.pad(wrapped, [(0, 0), (0, 0), (0, 0), (0, 1), (0, 0)])
+        return ops.concatenate([slice_axis(y, 2, 1, rows - 1), wrapped], axis=2)
+    raise ValueError(f"column_raster_shift takes offsets -1, 0 and 1; got {offset}")
+
+
+def _shifted_back(dy, shift: Callable, kt: int):
+    """The upstream gradient of each tap of sum_j shift(tap_j, j - pad): dy shifted by
+    pad - j (a shift's adjoint is the opposite shift), [..., kt, O]."""
+    pad = (kt - 1) // 2
+    return ops.stack([shift(dy, pad - j) for j in range(kt)], axis=-2)
+
+
+def _tap_kernel_gradient(x, dtaps, kt: int):
+    """[kt, 1, 1, C, O] kernel gradient of tap products x @ tap_j whose upstream gradients
+    are dtaps, [N, kt * O]: one GEMM x^T @ dtaps. Written matmul(transpose(a), b), which
+    Grappler folds into one MatMul; TF's CPU einsum for it loses float16 precision (10x the
+    matmul's rounding error)."""
+    c = int(x.shape[-1])
+    o = int(dtaps.shape[-1]) // kt
+    dk = ops.matmul(ops.transpose(ops.reshape(x, (-1, c))), dtaps)
+    return ops.reshape(ops.transpose(ops.reshape(dk, (c, kt, o)), (1, 0, 2)), (kt, 1, 1, c, o))
+
+
+def shifted_tap_conv(x, kernel, branches: Sequence[tuple[int, Callable]]):
+    """Stride-1 kt x 1 x 1 taps, each group of output channels combined along its own order:
+    out = concat over branches (filters_b, shift_b) of sum_j shift_b(x @ tap_j[b], j - pad),
+    pad = (kt - 1) / 2. STS cases B and C (raster and column-raster branches, a temporal one)
+    and the plain temporal conv (one temporal branch) are this.
+
+    One custom-gradient op: the adjoint of shift(., d) is shift(., -d), so the taps' upstream
+    gradient is every branch's dy shifted back, side by side, [N, kt * O]; the kernel gradient
+    is then one GEMM x^T @ that and the input gradient one GEMM that @ taps^T, not one of each
+    per branch plus a sum of the input gradients (SlowOnly res4's case B: 75 against 79 ms,
+    benchmarks/bench_sts.py). The forward keeps one matmul per branch: one matmul and a split
+    of its output was slower.
+
+    x: [B, T, H, W, C]; kernel: [kt, 1, 1, C, O], kt odd; the branches' filters sum to O.
+    """
+    kt, c, o = int(kernel.shape[0]), int(kernel.shape[3]), int(kernel.shape[4])
+    pad = (kt - 1) // 2
+    sizes = [filters for filters, _ in branches]
+    if sum(sizes) != o:
+        raise ValueError(f"shifted_tap_conv: the branches' filters {sizes} must sum to the kernel's {o}")
+    cuts = [sum(sizes[: i + 1]) for i in range(len(sizes) - 1)]
+
+    def split(t):
+        return ops.split(t, cuts, axis=-1) if cuts else [t]
+
+    @ops.custom_gradient
+    def conv(x, kernel):
+        taps = tap_matrix(kernel)
+        outs = []
+        for tap, (_, shift) in zip(split(taps), branches):
+            products = _tap_products(x, tap)
+            out = shift(take_axis(products, -2, 0), -pad)
+            for j in range(1, kt):
+                out = out + shift(take_axis(products, -2, j), j - pad)
+            outs.append(out)
+        y = ops.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]
+
+        def grad(*args, upstream=None):  # upstream: the torch backend's keyword
+            dy = args[0] if upstream is None else upstream
+            dtaps = [_shifted_back(d, shift, kt) for d, (_, shift) in zip(split(dy), branches)]
+            dtaps = ops.reshape(ops.concatenate(dtaps, axis=-1) if len(dtaps) > 1 else dtaps[0], (-1, kt * o))
+            dx = ops.matmul(dtaps, ops.transpose(ops.reshape(taps, (c, kt * o))))
+            return ops.reshape(dx, ops.shape(x)), _tap_kernel_gradient(x, dtaps, kt)
+
+        return y, grad
+
+    return conv(x, kernel)
 
 
 # Which formulation a plain conv takes on which input. The sums are the same; the choice
@@ -220,15 +309,43 @@ def _combine_taps(taps, axis: int):
 # - TF's native Conv3D is the fastest dense kt x kh x kw conv at stride 1 (forward and
 #   training step) once the input has a few channels; on RGB stems its filter gradient
 #   is slower than `dense_conv3d_as_2d`'s Conv2D.
-# - For a temporal kt x 1 x 1 conv at stride 1, Conv3D wins below 512 input channels;
-#   above, its training step loses to one GEMM over the taps (`_tap_products`).
+# - For a temporal kt x 1 x 1 conv at stride 1 with 128 or more input channels, Conv3D's
+#   kernel gradient is the slow part of its training step (R(2+1)D res2, 144 channels:
+#   44 ms against the forward's 21); `temporal_conv3d` keeps Conv3D's forward and input
+#   gradient and takes the kernel gradient as one GEMM over the taps. Below 128 channels
+#   Conv3D's own gradient is as fast.
 # - Only in float32: TF's CPU Conv3D filter gradient in bfloat16 is wrong for some shapes
 #   (94 % off at a 2x4x4 input with 32 channels; tests/test_sts_conv.py, mixed precision).
 # - Strided convs stay on `dense_conv3d_as_2d`: an explicitly padded Conv3D makes
 #   Grappler's remapper fail on the training graph ("remapper failed: ... missing node
 #   .../Pad"), which then leaves the whole graph unfused (tests/test_models_graph.py).
 NATIVE_CONV3D_MIN_CHANNELS = 16
-TAP_GEMM_MIN_CHANNELS = 512
+GEMM_KERNEL_GRADIENT_MIN_CHANNELS = 128
+
+
+def temporal_conv3d(x, kernel):
+    """A stride-1, symmetric-padded kt x 1 x 1 conv: Conv3D forward, with a custom gradient.
+
+    The input gradient is Conv3D's own (a transposed conv); the kernel gradient is one GEMM,
+    x^T @ [dy shifted by each tap], [C, N] x [N, kt * O]: dW_j = sum_t x[t]^T dy[t + pad - j].
+    R(2+1)D res2 (2x8x56x56x144 -> 64): training step of the conv 60 against 89 ms for
+    Conv3D's autodiff (benchmarks/bench_convs.py). Same sums, in another order.
+
+    x: [B, T, H, W, C]; kernel: [kt, 1, 1, C, O], kt odd.
+    """
+    kt, o = int(kernel.shape[0]), int(kernel.shape[4])
+
+    @ops.custom_gradient
+    def conv(x, kernel):
+        def grad(*args, upstream=None):  # upstream: the torch backend's keyword
+            dy = args[0] if upstream is None else upstream
+            dx = ops.conv_transpose(dy, kernel, strides=1, padding="same")
+            dtaps = ops.reshape(_shifted_back(dy, axis_shift(1), kt), (-1, kt * o))
+            return dx, _tap_kernel_gradient(x, dtaps, kt)
+
+        return ops.conv(x, kernel, strides=1, padding="same"), grad
+
+    return conv(x, kernel)
 
 
 def centre_tap(kernel):
@@ -267,24 +384,6 @@ def dense_conv3d_as_2d(x, kernel, strides: Sequence[int]):
     y = ops.conv(frames, kernel_2d, strides=(sh, sw), padding=padding)
     y_shape = ops.shape(y)
     return ops.reshape(y, (-1, t_out, y_shape[1], y_shape[2], o))
-
-
-def _combine_column_raster_taps(taps):
-    """`_combine_taps` along the w-major (column-by-column) raster order of each frame,
-    without transposing: the position before (h, w) is (h - 1, w), or (H - 1, w - 1)
-    at the top of a column; the one after is (h + 1, w), or (0, w + 1) at its bottom.
-    taps: [B, T, H, W, 3, O] -> [B, T, H, W, O]."""
-    if int(taps.shape[-2]) != 3:
-        raise ValueError("column-raster taps must have length 3")
-    before, centre, after = (take_axis(taps, -2, j) for j in range(3))
-    rows, cols = int(taps.shape[2]), int(taps.shape[3])
-    last_row_prev_col = slice_axis(slice_axis(before, 2, rows - 1, 1), 3, 0, cols - 1)
-    last_row_prev_col = ops.pad(last_row_prev_col, [(0, 0), (0, 0), (0, 0), (1, 0), (0, 0)])  # (H-1, w-1) -> (0, w)
-    shifted_before = ops.concatenate([last_row_prev_col, slice_axis(before, 2, 0, rows - 1)], axis=2)
-    first_row_next_col = slice_axis(slice_axis(after, 2, 0, 1), 3, 1, cols - 1)
-    first_row_next_col = ops.pad(first_row_next_col, [(0, 0), (0, 0), (0, 0), (0, 1), (0, 0)])  # (0, w+1) -> (H-1, w)
-    shifted_after = ops.concatenate([slice_axis(after, 2, 1, rows - 1), first_row_next_col], axis=2)
-    return shifted_before + centre + shifted_after
 
 
 @keras.saving.register_keras_serializable(package="tfsts")
@@ -449,13 +548,14 @@ class STSConv3D(keras.layers.Layer):
         temporal = (kh, kw) == (1, 1)
         native = (
             self.input_channels >= NATIVE_CONV3D_MIN_CHANNELS
-            and not (temporal and self.input_channels >= TAP_GEMM_MIN_CHANNELS)
             and keras.backend.standardize_dtype(x.dtype) == "float32"
         )
+        if native and temporal and self.input_channels >= GEMM_KERNEL_GRADIENT_MIN_CHANNELS:
+            return temporal_conv3d(x, kernel)
         if native:
             return ops.conv(x, kernel, strides=1, padding="same")  # 'same' is symmetric at stride 1
         if temporal:
-            return _combine_taps(_tap_products(x, kernel[:, 0, 0]), axis=1)
+            return shifted_tap_conv(x, kernel, [(self.filters, axis_shift(1))])
         return dense_conv3d_as_2d(x, kernel, strides)
 
     def _sts_depthwise(self, x, kernel):
@@ -498,30 +598,23 @@ class STSConv3D(keras.layers.Layer):
         raster (and transposed raster) order of each kept frame; the second half is
         the plain temporal conv.
 
-        A 3-tap conv is sum_j shift_j(x @ K_j): all taps of all branches are one
-        matrix product over the channels (the same MACs as the plain conv), and the
-        shifts run on the (much thinner) outputs, so STS costs about what the plain
-        conv does.
+        A 3-tap conv is sum_j shift_j(x @ K_j): matrix products over the channels (the
+        same MACs as the plain conv), with the shifts on the (much thinner) outputs, so
+        STS costs about what the plain conv does (`shifted_tap_conv`).
         """
         quarter = self.filters // 4
-        st = self.strides[0]
-        taps = kernel[:, 0, 0]  # [3, C, O]
-        if st == 1:
-            motion = _combine_taps(_tap_products(x, taps[..., 2 * quarter :]), axis=1)
-        else:  # strided over time; the appearance convs see only the kept frames
-            motion = dense_conv3d_as_2d(x, kernel[..., 2 * quarter :], self.strides)
-            x = slice_axis(x, 1, 0, -(-int(x.shape[1]) // st), st)
-        y1 = _tap_products(x, taps[..., :quarter])
-        y2 = _tap_products(x, taps[..., quarter : 2 * quarter])
         if self.sts_variant == "reference":
-            shape = ops.shape(y1)
-            a1 = _combine_taps(_flatten_frames(y1), axis=2)
-            a1 = ops.reshape(a1, (-1, shape[1], shape[2], shape[3], quarter))
-            a2 = _combine_column_raster_taps(y2)
+            appearance = [(quarter, raster_shift), (quarter, column_raster_shift)]
         else:  # along each row (W) and each column (H)
-            a1 = _combine_taps(y1, axis=3)
-            a2 = _combine_taps(y2, axis=2)
-        return ops.concatenate([a1, a2, motion], axis=-1)
+            appearance = [(quarter, axis_shift(3)), (quarter, axis_shift(2))]
+        st = self.strides[0]
+        if st == 1:
+            return shifted_tap_conv(x, kernel, [*appearance, (self.filters - 2 * quarter, axis_shift(1))])
+        # Strided over time; the appearance convs see only the kept frames.
+        k_appearance, k_motion = ops.split(kernel, [2 * quarter], axis=-1)
+        motion = dense_conv3d_as_2d(x, k_motion, self.strides)
+        x = slice_axis(x, 1, 0, -(-int(x.shape[1]) // st), st)
+        return ops.concatenate([shifted_tap_conv(x, k_appearance, appearance), motion], axis=-1)
 
     @staticmethod
     def _rowcol(frames, kernel_2d, stride: int, depthwise: bool):
