@@ -10,8 +10,6 @@ CPU, 2 threads). All formulations give the same sums (checked before timing):
 - `frames-as-channels`: the kt temporal neighbours stacked as channels, one Conv2D
   (`dense_conv3d_as_2d`);
 - `Conv3D`: TF's native Conv3D with 'same' padding (stride 1);
-- `tap GEMM`: a temporal kt x 1 x 1 conv as one matmul over all taps plus shifted sums
-  (`shifted_tap_conv`);
 - `Conv3D, GEMM kernel grad`: Conv3D with its kernel gradient taken as one matmul over the
   taps (`temporal_conv3d`);
 - `centre tap`: what tfsts runs on a one-frame input (the other taps read only padding).
@@ -45,20 +43,13 @@ CASES = [
 def formulations(kernel_shape, frames: int) -> dict:
     from keras import ops
 
-    from tfsts.layers.sts_conv import (
-        axis_shift,
-        centre_tap,
-        dense_conv3d_as_2d,
-        shifted_tap_conv,
-        temporal_conv3d,
-    )
+    from tfsts.layers.sts_conv import centre_tap, dense_conv3d_as_2d, temporal_conv3d
 
     out = {
         "frames-as-channels": lambda x, k: dense_conv3d_as_2d(x, k, (1, 1, 1)),
         "Conv3D": lambda x, k: ops.conv(x, k, strides=1, padding="same"),
     }
     if kernel_shape[1:3] == (1, 1):
-        out["tap GEMM"] = lambda x, k: shifted_tap_conv(x, k, [(int(k.shape[-1]), axis_shift(1))])
         out["Conv3D, GEMM kernel grad"] = temporal_conv3d
     if frames == 1:
         out["centre tap"] = lambda x, k: dense_conv3d_as_2d(x, centre_tap(k), (1, 1, 1))
@@ -67,8 +58,8 @@ def formulations(kernel_shape, frames: int) -> dict:
 
 def picked(kernel_shape, frames: int) -> str:
     """The formulation STSConv3D(sts=False) runs on this shape: read from its graph (Conv3D,
-    with the IdentityN of a custom gradient, MatMul or Conv2D ops), except that a one-frame
-    input is the centre tap by construction."""
+    with the IdentityN of a custom gradient, or Conv2D ops), except that a one-frame input is
+    the centre tap by construction."""
     import tensorflow as tf
 
     from tfsts.layers import STSConv3D
@@ -83,8 +74,6 @@ def picked(kernel_shape, frames: int) -> str:
         return "centre tap"
     if "Conv3D" in types:
         return "Conv3D, GEMM kernel grad" if "IdentityN" in types else "Conv3D"
-    if "MatMul" in types or "BatchMatMulV2" in types:
-        return "tap GEMM"
     return "frames-as-channels"
 
 

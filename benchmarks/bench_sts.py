@@ -2,20 +2,21 @@
 reference uses STS: ir-CSN-50 stages 2-3 (case A, depthwise 3x3x3) and SlowOnly-R50
 res4 (case B, dense 3x1x1). Same weights, same parameter and MAC counts (checked).
 
-    python -m benchmarks.bench_sts [--rounds 7] [--frames 8] [--batch 2]
+    python -m benchmarks.bench_sts [--rounds 15] [--frames 8] [--batch 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.timing import interleaved_medians, print_table  # noqa: E402
+from benchmarks.timing import interleaved_times, median_ratio, print_table  # noqa: E402
 from tfsts.layers import STSConv3D  # noqa: E402
 
 
@@ -31,7 +32,7 @@ def cases(batch: int, frames: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--batch", type=int, default=2)
     args = parser.parse_args()
@@ -61,13 +62,15 @@ def main() -> None:
 
             return lambda: [g.numpy() for g in step()]
 
-        medians = interleaved_medians({k: make_step(l) for k, l in layers.items()}, rounds=args.rounds)
+        times = interleaved_times({k: make_step(l) for k, l in layers.items()}, rounds=args.rounds)
+        medians = {k: statistics.median(v) for k, v in times.items()}
         rows.append([
             label, str(shape), f"{layers['plain'].count_params():,}", f"{macs['plain'] / 1e9:.3f}",
-            f"{medians['plain'] * 1e3:.1f}", f"{medians['sts'] * 1e3:.1f}", f"{medians['sts'] / medians['plain']:.2f}",
-            f"{medians['sts rowcol'] / medians['plain']:.2f}",
+            f"{medians['plain'] * 1e3:.1f}", f"{medians['sts'] * 1e3:.1f}", f"{median_ratio(times, 'sts', 'plain'):.2f}",
+            f"{median_ratio(times, 'sts rowcol', 'plain'):.2f}",
         ])
-    print(f"STS vs plain conv, float32, forward+backward, tf.function, median of {args.rounds} interleaved rounds")
+    print(f"STS vs plain conv, float32, forward+backward, tf.function, {args.rounds} interleaved rounds "
+          "(order rotating); ms: medians; ratios: median of the per-round ratios")
     print_table(["conv", "input", "params (both)", "GMACs (both)", "plain ms", "STS ms", "STS/plain", "rowcol/plain"], rows)
 
 

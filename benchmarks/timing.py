@@ -8,18 +8,33 @@ import time
 from typing import Callable
 
 
-def interleaved_medians(candidates: dict[str, Callable[[], object]], rounds: int = 7, warmup: int = 2) -> dict[str, float]:
-    """Median seconds per call of each candidate (each call should block until done)."""
+def interleaved_times(candidates: dict[str, Callable[[], object]], rounds: int = 7, warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds per call of each candidate, one call each per round (each call should block
+    until done). The order rotates from round to round, so that no candidate always runs
+    first (after another benchmark's work) or right after the same neighbour."""
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(rounds):
-        for name, fn in candidates.items():
+    names = list(candidates)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(rounds):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
-            fn()
+            candidates[name]()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return times
+
+
+def interleaved_medians(candidates: dict[str, Callable[[], object]], rounds: int = 7, warmup: int = 2) -> dict[str, float]:
+    """Median seconds per call of each candidate (`interleaved_times`)."""
+    return {name: statistics.median(ts) for name, ts in interleaved_times(candidates, rounds, warmup).items()}
+
+
+def median_ratio(times: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    """Median over rounds of numerator / denominator within each round: a ratio measured side
+    by side, which a slow spell of the machine moves less than a ratio of medians."""
+    return statistics.median(a / b for a, b in zip(times[numerator], times[denominator]))
 
 
 def print_table(headers: list[str], rows: list[list[object]]) -> None:

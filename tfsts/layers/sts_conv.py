@@ -208,8 +208,14 @@ def _tap_products(x, taps):
 # Shifts of a [B, T, H, W, O] tensor along some order of its positions: out[i] = y[i + offset],
 # zeros outside. A 3-tap 1-D conv along that order is sum_j shift(x @ tap_j, j - 1).
 def axis_shift(axis: int) -> Callable:
-    """Along one axis (1: time, 2: down each column of a frame, 3: along each row)."""
+    """Along one axis (2: down each column of a frame, 3: along each row)."""
     return lambda y, offset: shift_axis(y, axis, offset)
+
+
+def temporal_shift(y, offset: int):
+    """Along time: the branch of a plain temporal conv (`shifted_tap_conv` runs its forward
+    as Conv3D where that is exact and fast)."""
+    return shift_axis(y, 1, offset)
 
 
 def raster_shift(y, offset: int):
@@ -265,8 +271,10 @@ def shifted_tap_conv(x, kernel, branches: Sequence[tuple[int, Callable]]):
     gradient is every branch's dy shifted back, side by side, [N, kt * O]; the kernel gradient
     is then one GEMM x^T @ that and the input gradient one GEMM that @ taps^T, not one of each
     per branch plus a sum of the input gradients (SlowOnly res4's case B: 75 against 79 ms,
-    benchmarks/bench_sts.py). The forward keeps one matmul per branch: one matmul and a split
-    of its output was slower.
+    benchmarks/bench_sts.py). The forward keeps one matmul per branch (one matmul and a split
+    of its output was slower), and a `temporal_shift` branch is TF's Conv3D in float32 from
+    NATIVE_CONV3D_MIN_CHANNELS input channels (its forward is faster than the matmul and the
+    shifted sums; its bfloat16 problem is in the kernel gradient, which is not used here).
 
     x: [B, T, H, W, C]; kernel: [kt, 1, 1, C, O], kt odd; the branches' filters sum to O.
     """
@@ -280,11 +288,16 @@ def shifted_tap_conv(x, kernel, branches: Sequence[tuple[int, Callable]]):
     def split(t):
         return ops.split(t, cuts, axis=-1) if cuts else [t]
 
+    native = c >= NATIVE_CONV3D_MIN_CHANNELS and keras.backend.standardize_dtype(x.dtype) == "float32"
+
     @ops.custom_gradient
     def conv(x, kernel):
         taps = tap_matrix(kernel)
         outs = []
-        for tap, (_, shift) in zip(split(taps), branches):
+        for tap, branch_kernel, (_, shift) in zip(split(taps), split(kernel), branches):
+            if shift is temporal_shift and native:
+                outs.append(ops.conv(x, branch_kernel, strides=1, padding="same"))  # symmetric at stride 1
+                continue
             products = _tap_products(x, tap)
             out = shift(take_axis(products, -2, 0), -pad)
             for j in range(1, kt):
@@ -340,7 +353,7 @@ def temporal_conv3d(x, kernel):
         def grad(*args, upstream=None):  # upstream: the torch backend's keyword
             dy = args[0] if upstream is None else upstream
             dx = ops.conv_transpose(dy, kernel, strides=1, padding="same")
-            dtaps = ops.reshape(_shifted_back(dy, axis_shift(1), kt), (-1, kt * o))
+            dtaps = ops.reshape(_shifted_back(dy, temporal_shift, kt), (-1, kt * o))
             return dx, _tap_kernel_gradient(x, dtaps, kt)
 
         return ops.conv(x, kernel, strides=1, padding="same"), grad
@@ -555,7 +568,7 @@ class STSConv3D(keras.layers.Layer):
         if native:
             return ops.conv(x, kernel, strides=1, padding="same")  # 'same' is symmetric at stride 1
         if temporal:
-            return shifted_tap_conv(x, kernel, [(self.filters, axis_shift(1))])
+            return shifted_tap_conv(x, kernel, [(self.filters, temporal_shift)])
         return dense_conv3d_as_2d(x, kernel, strides)
 
     def _sts_depthwise(self, x, kernel):
@@ -609,7 +622,7 @@ class STSConv3D(keras.layers.Layer):
             appearance = [(quarter, axis_shift(3)), (quarter, axis_shift(2))]
         st = self.strides[0]
         if st == 1:
-            return shifted_tap_conv(x, kernel, [*appearance, (self.filters - 2 * quarter, axis_shift(1))])
+            return shifted_tap_conv(x, kernel, [*appearance, (self.filters - 2 * quarter, temporal_shift)])
         # Strided over time; the appearance convs see only the kept frames.
         k_appearance, k_motion = ops.split(kernel, [2 * quarter], axis=-1)
         motion = dense_conv3d_as_2d(x, k_motion, self.strides)
