@@ -18,7 +18,9 @@ benchmarks/torch_models.py; their parameter counts are printed and must equal tf
         [--passes train,infer] [--pairs 5] [--threads 2] [--calls 2] [--gap 0.3] [--in-process]
 
 Sizes: "small" is batch 2 at 8x112x112; "ref" is batch 1 at the model's reference
-training size (REFERENCE_SIZES). The ratio is tfsts ms / PyTorch ms (below 1: tfsts faster).
+training size (REFERENCE_SIZES). The ratio is tfsts ms / PyTorch ms of the medians (below 1:
+tfsts faster); "per-pair ratio" is the median of the pairs' own ratios, which a machine that
+drifts during the run (this 2-core VM's speed moved by a quarter within an hour) moves less.
 Denormals are flushed to zero on both sides (TF does so by default on CPU; PyTorch via
 `torch.set_flush_denormal(True)`).
 """
@@ -182,9 +184,9 @@ class Workers:
             proc.join()
 
 
-def alternated_medians(first, second, pairs: int, warmup: int, gap: float = 0.0):
-    """Median seconds of two timed callables (each returns the seconds its call took) run
-    pair by pair, the order flipping each pair, `gap` idle seconds before each call."""
+def alternated_times(first, second, pairs: int, warmup: int, gap: float = 0.0):
+    """Seconds of two timed callables (each returns the seconds its call took) run pair by
+    pair, the order flipping each pair, `gap` idle seconds before each call: two lists."""
     for _ in range(warmup):
         first()
         second()
@@ -194,7 +196,7 @@ def alternated_medians(first, second, pairs: int, warmup: int, gap: float = 0.0)
         for k in order:
             time.sleep(gap)
             times[k].append((first, second)[k]())
-    return statistics.median(times[0]), statistics.median(times[1])
+    return times
 
 
 def timed(fn):
@@ -252,16 +254,19 @@ def main(argv=None) -> int:
                 return 1
             for pass_ in args.passes:
                 gap = 0.0 if args.in_process else args.gap
-                tf_s, torch_s = alternated_medians(*timers[pass_], args.pairs, args.warmup, gap)
+                tf_times, torch_times = alternated_times(*timers[pass_], args.pairs, args.warmup, gap)
+                tf_s, torch_s = statistics.median(tf_times), statistics.median(torch_times)
+                pair_ratio = statistics.median(a / b for a, b in zip(tf_times, torch_times))
                 row = [name, f"{batch}x{'x'.join(map(str, frames))}", f"{tf_params:,}", pass_,
-                       f"{tf_s * 1e3:.0f}", f"{torch_s * 1e3:.0f}", f"{tf_s / torch_s:.2f}"]
+                       f"{tf_s * 1e3:.0f}", f"{torch_s * 1e3:.0f}", f"{tf_s / torch_s:.2f}", f"{pair_ratio:.2f}"]
                 rows.append(row)
                 print("  " + " | ".join(row), flush=True)
             if workers is not None:
                 workers.close()
             del timers
     print(f"done; {load()} at end")
-    print_table(["model", "input", "params (both)", "pass", "tfsts ms", "PyTorch ms", "tfsts / PyTorch"], rows)
+    print_table(["model", "input", "params (both)", "pass", "tfsts ms", "PyTorch ms", "tfsts / PyTorch",
+                 "per-pair ratio"], rows)
     return 0
 
 
