@@ -15,7 +15,7 @@ import ml_dtypes
 import numpy as np
 from keras import ops
 
-from tfsts.layers import STSConv3D
+from tfsts.layers import BatchNorm, STSConv3D
 from tfsts.layers.normalization import InputNormalization
 from tfsts.layers.sts_conv import conv_output_length, slice_axis, symmetric_pads
 
@@ -41,7 +41,8 @@ def clip_input(input_shape: Sequence[int], normalization: str | None):
 
 
 def batch_norm(x, name: str, epsilon: float = BN_EPSILON, gamma_zero: bool = False):
-    return keras.layers.BatchNormalization(
+    """The zoo's BN: `tfsts.layers.BatchNorm` (Keras' BN, with the analytic training gradient)."""
+    return BatchNorm(
         axis=-1,
         epsilon=epsilon,
         momentum=BN_MOMENTUM,
