@@ -13,6 +13,7 @@ import pytest
 from tests import model_test_utils as mtu
 from tfsts import models
 from tfsts.models import resnet_core
+from tfsts.layers import BatchNorm
 from tfsts.layers.normalization import NORMALIZATION_LAYER
 from tfsts.models.resnet3d import resnet3d_backbone
 
@@ -52,6 +53,11 @@ MAIN_LAYOUTS = {
 FAST = ("resnet3d_10", "resnext3d_101:1x1", "ipcsn_50:rowcol", "r2plus1d_34:rowcol")
 
 
+# Classes that are another class with the same weights and config (another gradient only):
+# tfsts.layers.BatchNorm is Keras' BatchNormalization with the analytic training gradient.
+SAME_LAYOUT_AS = {BatchNorm: "BatchNormalization"}
+
+
 def layout_fingerprint(model: keras.Model) -> str:
     rows = []
     for layer in model.layers:
@@ -60,7 +66,7 @@ def layout_fingerprint(model: keras.Model) -> str:
         config = json.loads(json.dumps(layer.get_config(), default=str))
         rows.append([
             layer.name,
-            type(layer).__name__,
+            SAME_LAYOUT_AS.get(type(layer), type(layer).__name__),
             {k: config[k] for k in LAYOUT_KEYS if k in config},
             [[v.path, list(v.shape)] for v in layer.weights],
         ])
