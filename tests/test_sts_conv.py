@@ -105,16 +105,57 @@ def test_case_a_matches_numpy(t, h, w, c, stride):
     np.testing.assert_allclose(_run(layer, x), ref.sts_case_a(x, kernel, stride), atol=1e-4)
 
 
+@pytest.mark.parametrize("t,h,w,c,stride", [(3, 5, 7, 6, 1), (2, 8, 4, 4, 2)])
+def test_case_a_rowcol_is_true_row_and_column_convs(t, h, w, c, stride):
+    """sts_variant="rowcol": the appearance half is the centre 3x3 slice plus a true 1x9 row
+    and 9x1 column depthwise conv (zero padding, no wrap); the motion half the depthwise 3D conv."""
+    half = c // 2
+    x = RNG.normal(size=(2, t, h, w, c))
+    kernel = RNG.normal(size=(3, 3, 3, 1, c))
+    layer = _layer_with_kernel(kernel, (t, h, w, c), groups=c, strides=(1, stride, stride), sts_variant="rowcol")
+    app, k_app = x[..., :half], kernel[..., :half]
+    strides = (1, stride, stride)
+    appearance = (
+        ref.conv_nd(app, k_app[1:2], strides, half)
+        + ref.conv_nd(app, k_app[0].reshape(1, 1, 9, 1, half), strides, half)
+        + ref.conv_nd(app, k_app[2].reshape(1, 9, 1, 1, half), strides, half)
+    )
+    motion = ref.conv_nd(x[..., half:], kernel[..., half:], strides, half)
+    np.testing.assert_allclose(_run(layer, x), np.concatenate([appearance, motion], axis=-1), atol=1e-4)
+
+
 @pytest.mark.parametrize(
     "t,h,w,c,o,tstride",
-    [(1, 4, 4, 3, 4, 1), (4, 5, 3, 6, 8, 1), (6, 4, 6, 4, 8, 2), (5, 3, 3, 2, 12, 2), (8, 2, 5, 5, 4, 3)],
+    [
+        (1, 4, 4, 3, 4, 1), (4, 5, 3, 6, 8, 1), (6, 4, 6, 4, 8, 2), (5, 3, 3, 2, 12, 2), (8, 2, 5, 5, 4, 3),
+        # from 16 channels the forward is each branch's conv (`TapOrder.conv`), below it the tap
+        # products; frames of 1 and 2 rows are the column-raster conv's edge cases
+        (3, 4, 6, 16, 8, 1), (2, 1, 5, 16, 8, 1), (2, 2, 5, 16, 8, 1), (5, 3, 4, 20, 8, 2),
+    ],
 )
 def test_case_bc_matches_numpy(t, h, w, c, o, tstride):
     x = RNG.normal(size=(2, t, h, w, c))
     kernel = RNG.normal(size=(3, 1, 1, c, o))
     layer = _layer_with_kernel(kernel, (t, h, w, c), strides=(tstride, 1, 1))
     assert layer.resolved_case == ("B" if tstride == 1 else "C")
-    np.testing.assert_allclose(_run(layer, x), ref.sts_case_bc(x, kernel, tstride), atol=1e-4)
+    np.testing.assert_allclose(_run(layer, x), ref.sts_case_bc(x, kernel, tstride), atol=1e-4 * np.sqrt(c / 4))
+
+
+@pytest.mark.parametrize("t,h,w,c,tstride", [(3, 4, 6, 4, 1), (3, 4, 6, 16, 1), (2, 1, 5, 16, 1), (5, 3, 4, 16, 2)])
+def test_case_bc_rowcol_is_row_column_and_temporal_convs(t, h, w, c, tstride):
+    """sts_variant="rowcol": quarter 1 is a 1x1x3 conv along each row, quarter 2 a 1x3x1 conv
+    down each column (zero padding, no wrap), on the kept frames; the rest the temporal conv."""
+    o = 8
+    x = RNG.normal(size=(2, t, h, w, c))
+    kernel = RNG.normal(size=(3, 1, 1, c, o))
+    layer = _layer_with_kernel(kernel, (t, h, w, c), strides=(tstride, 1, 1), sts_variant="rowcol")
+    kept = x[:, ::tstride]
+    want = np.concatenate([
+        ref.conv_nd(kept, kernel[..., :2].reshape(1, 1, 3, c, 2), (1, 1, 1)),
+        ref.conv_nd(kept, kernel[..., 2:4].reshape(1, 3, 1, c, 2), (1, 1, 1)),
+        ref.conv_nd(x, kernel[..., 4:], (tstride, 1, 1)),
+    ], axis=-1)
+    np.testing.assert_allclose(_run(layer, x), want, atol=1e-4 * np.sqrt(c / 4))
 
 
 # Every formulation `STSConv3D._plain` can pick (see NATIVE_CONV3D_MIN_CHANNELS and
@@ -259,6 +300,12 @@ def test_even_kernel_rejected():
     "case_kwargs,shape",
     [
         (dict(filters=4, kernel_size=3, groups=4, strides=(1, 2, 2)), (1, 3, 4, 4, 4)),
+        # case A's raster convs (`depthwise_conv1d`'s custom gradient on TF): at stride 1 on
+        # frames that take the extended-frame column conv (4 x 6) and on ones that do not (3 x 5)
+        (dict(filters=4, kernel_size=3, groups=4), (1, 3, 4, 6, 4)),
+        (dict(filters=4, kernel_size=3, groups=4), (2, 3, 3, 5, 4)),
+        (dict(filters=4, kernel_size=3, groups=4, strides=(1, 2, 2)), (2, 3, 4, 8, 4)),
+        (dict(filters=4, kernel_size=3, groups=4, sts_variant="rowcol"), (1, 3, 4, 6, 4)),
         (dict(filters=8, kernel_size=(3, 1, 1), strides=(2, 1, 1)), (1, 3, 4, 4, 4)),
         # the custom gradient of `shifted_tap_conv`: case B in both variants, case C's
         # appearance branches, the plain tap GEMM; frames not square, so that the raster
@@ -302,6 +349,36 @@ def test_gradients_match_finite_differences(case_kwargs, shape):
             values.append(loss(x).numpy())
         layer.kernel.assign(kernel)
         np.testing.assert_allclose(grad_k.ravel()[i], (values[0] - values[1]) / (2 * eps), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("strides", [(1, 1, 1), (1, 2, 2)])
+def test_case_a_float32_graph_gradients_equal_float64_eager(strides):
+    """In a tf.function, float32, TF rewrites the depthwise convs to its oneDNN kernels (which
+    take the unequal strides `depthwise_conv1d`'s kernel gradient uses differently from the
+    eager op): the gradients still equal the float64 eager ones (whose sums the finite
+    differences above check)."""
+    shape = (2, 3, 8, 12, 16)
+    x64 = RNG.normal(size=shape)
+    weights = RNG.normal(size=(1, *STSConv3D(16, 3, groups=16, strides=strides).compute_output_shape(shape)[1:]))
+    grads = {}
+    for dtype, run in (("float64", lambda f: f), ("float32", tf.function)):
+        layer = STSConv3D(16, 3, groups=16, strides=strides, dtype=dtype)
+        layer.build(shape)
+        if dtype == "float32":
+            layer.kernel.assign(grads["kernel"].astype("float32"))
+        else:
+            grads["kernel"] = layer.kernel.numpy()
+        x = tf.constant(x64.astype(dtype))
+
+        def step(x=x, layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(layer(x) * tf.cast(weights, x.dtype))
+            return tape.gradient(loss, [x, layer.kernel])
+
+        grads[dtype] = [g.numpy() for g in run(step)()]
+    for got, want in zip(grads["float32"], grads["float64"]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
 # ------------------------------------------------ serialisation, compilation, dtypes

@@ -13,15 +13,18 @@ including its 1-D convolutions over raster-flattened frames, which wrap across r
 wrap-around, a proper 2x2 grid for stride 2): same parameters, same FLOPs, but not
 the reference numerics.
 
-Everything is written with `keras.ops`, so the layer runs on any Keras backend.
+Everything is written with `keras.ops`, so the layer runs on any Keras backend; on
+TensorFlow, the raster convs of case A take a custom gradient (`backend_kernels.py`).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import keras
 from keras import ops
+
+from tfsts.layers.backend_kernels import depthwise_conv1d
 
 STS_CASES = ("A", "B", "C")
 STS_VARIANTS = ("reference", "rowcol")
@@ -179,7 +182,7 @@ def _raster_conv1d(frames, kernel_1d, spatial_stride: int, transpose: bool, dept
     flat_stride = spatial_stride * spatial_stride
     seq, padding = pad_symmetric(seq, kernel_1d.shape[:1], (flat_stride,))
     if depthwise:
-        y = ops.depthwise_conv(seq, kernel_1d, strides=flat_stride, padding=padding)
+        y = depthwise_conv1d(seq, kernel_1d, flat_stride, padding)
     else:
         y = ops.conv(seq, kernel_1d, strides=flat_stride, padding=padding)
     out = ops.reshape(y, (-1, rows // spatial_stride, cols // spatial_stride, ops.shape(y)[-1]))
@@ -207,15 +210,19 @@ def _tap_products(x, taps):
 
 # Shifts of a [B, T, H, W, O] tensor along some order of its positions: out[i] = y[i + offset],
 # zeros outside. A 3-tap 1-D conv along that order is sum_j shift(x @ tap_j, j - 1).
-def axis_shift(axis: int) -> Callable:
-    """Along one axis (2: down each column of a frame, 3: along each row)."""
-    return lambda y, offset: shift_axis(y, axis, offset)
-
-
 def temporal_shift(y, offset: int):
-    """Along time: the branch of a plain temporal conv (`shifted_tap_conv` runs its forward
-    as Conv3D where that is exact and fast)."""
+    """Along time."""
     return shift_axis(y, 1, offset)
+
+
+def row_shift(y, offset: int):
+    """Along each row of a frame."""
+    return shift_axis(y, 3, offset)
+
+
+def column_shift(y, offset: int):
+    """Down each column of a frame."""
+    return shift_axis(y, 2, offset)
 
 
 def raster_shift(y, offset: int):
@@ -243,11 +250,90 @@ def column_raster_shift(y, offset: int):
     raise ValueError(f"column_raster_shift takes offsets -1, 0 and 1; got {offset}")
 
 
-def _shifted_back(dy, shift: Callable, kt: int):
-    """The upstream gradient of each tap of sum_j shift(tap_j, j - pad): dy shifted by
-    pad - j (a shift's adjoint is the opposite shift), [..., kt, O]."""
+# The same convs with the backend's conv ops: x [B, T, H, W, C], kernel [kt, 1, 1, C, O],
+# symmetric zero padding ('same' at stride 1, odd kt).
+def temporal_conv(x, kernel):
+    return ops.conv(x, kernel, strides=1, padding="same")
+
+
+def _frame_conv(x, kernel_2d):
+    shape = ops.shape(x)
+    y = ops.conv(ops.reshape(x, (-1, shape[2], shape[3], shape[4])), kernel_2d, strides=1, padding="same")
+    return ops.reshape(y, (-1, shape[1], shape[2], shape[3], int(kernel_2d.shape[-1])))
+
+
+def row_conv(x, kernel):
+    kt, c, o = int(kernel.shape[0]), int(kernel.shape[3]), int(kernel.shape[4])
+    return _frame_conv(x, ops.reshape(kernel, (1, kt, c, o)))
+
+
+def column_conv(x, kernel):
+    kt, c, o = int(kernel.shape[0]), int(kernel.shape[3]), int(kernel.shape[4])
+    return _frame_conv(x, ops.reshape(kernel, (kt, 1, c, o)))
+
+
+def raster_conv(x, kernel):
+    """A 1-D conv over each frame flattened h-major, as the reference (which wraps rows)."""
+    kt, c, o = int(kernel.shape[0]), int(kernel.shape[3]), int(kernel.shape[4])
+    shape = ops.shape(x)
+    seq = ops.reshape(x, (-1, shape[2] * shape[3], c))
+    y = ops.conv(seq, ops.reshape(kernel, (kt, c, o)), strides=1, padding="same")
+    return ops.reshape(y, (-1, shape[1], shape[2], shape[3], o))
+
+
+def column_raster_conv(x, kernel):
+    """3 taps along each frame's w-major raster, without transposing x: a 'valid' 3 x 1 conv
+    down each column for rows 1 to H - 2, and the first and last row as matmuls of single
+    rows, where the reads wrap: row 0's predecessor is (H - 1, w - 1), row H - 1's successor
+    (0, w + 1). Exactly the MACs of the 1-D conv (no products with padding)."""
+    if int(kernel.shape[0]) != 3:
+        raise ValueError(f"column_raster_conv takes 3 taps; got {int(kernel.shape[0])}")
+    rows = int(x.shape[2])
+    c, o = int(kernel.shape[3]), int(kernel.shape[4])
+    before, centre, after = (ops.reshape(take_axis(kernel, 0, j), (c, o)) for j in range(3))
+
+    def row(index):
+        return slice_axis(x, 2, index, 1)
+
+    top_before = shift_axis(row(rows - 1), 3, -1)  # (H - 1, w - 1)
+    bottom_after = shift_axis(row(0), 3, 1)  # (0, w + 1)
+    if rows == 1:
+        return ops.matmul(top_before, before) + ops.matmul(row(0), centre) + ops.matmul(bottom_after, after)
+    first = ops.matmul(top_before, before) + ops.matmul(row(0), centre) + ops.matmul(row(1), after)
+    last = ops.matmul(row(rows - 2), before) + ops.matmul(row(rows - 1), centre) + ops.matmul(bottom_after, after)
+    if rows == 2:
+        return ops.concatenate([first, last], axis=2)
+    shape = ops.shape(x)
+    frames = ops.reshape(x, (-1, shape[2], shape[3], c))
+    inner = ops.conv(frames, ops.reshape(kernel, (3, 1, c, o)), strides=1, padding="valid")
+    inner = ops.reshape(inner, (-1, shape[1], rows - 2, shape[3], o))
+    return ops.concatenate([first, inner, last], axis=2)
+
+
+class TapOrder(NamedTuple):
+    """An order of a [B, T, H, W, O] tensor's positions along which a kt-tap 1-D conv runs:
+    its `shift` (for the tap products and the gradient: a shift's adjoint is the opposite
+    shift) and its `conv` with the backend's conv ops (for the forward)."""
+
+    shift: Callable
+    conv: Callable
+
+
+TEMPORAL = TapOrder(temporal_shift, temporal_conv)
+ROWS = TapOrder(row_shift, row_conv)
+COLUMNS = TapOrder(column_shift, column_conv)
+RASTER = TapOrder(raster_shift, raster_conv)
+COLUMN_RASTER = TapOrder(column_raster_shift, column_raster_conv)
+
+
+def _shifted_back(dys: Sequence, shifts: Sequence[Callable], kt: int):
+    """The upstream gradients of the taps of sum_j shift(tap_j, j - pad), each branch's dy
+    shifted by pad - j (a shift's adjoint is the opposite shift), side by side as
+    [..., kt * O] (tap-major, then the branches' channels): one concatenation, not a stack
+    per branch and a concatenation of those."""
     pad = (kt - 1) // 2
-    return ops.stack([shift(dy, pad - j) for j in range(kt)], axis=-2)
+    pieces = [shift(dy, pad - j) for j in range(kt) for dy, shift in zip(dys, shifts)]
+    return ops.concatenate(pieces, axis=-1) if len(pieces) > 1 else pieces[0]
 
 
 def _tap_kernel_gradient(x, dtaps, kt: int):
@@ -261,26 +347,27 @@ def _tap_kernel_gradient(x, dtaps, kt: int):
     return ops.reshape(ops.transpose(ops.reshape(dk, (c, kt, o)), (1, 0, 2)), (kt, 1, 1, c, o))
 
 
-def shifted_tap_conv(x, kernel, branches: Sequence[tuple[int, Callable]]):
+def shifted_tap_conv(x, kernel, branches: Sequence[tuple[int, TapOrder]]):
     """Stride-1 kt x 1 x 1 taps, each group of output channels combined along its own order:
-    out = concat over branches (filters_b, shift_b) of sum_j shift_b(x @ tap_j[b], j - pad),
-    pad = (kt - 1) / 2. STS cases B and C (raster and column-raster branches, a temporal one)
-    and the plain temporal conv (one temporal branch) are this.
+    out = concat over branches (filters_b, order_b) of sum_j order_b.shift(x @ tap_j[b], j - pad),
+    pad = (kt - 1) / 2. STS cases B and C (raster and column-raster branches, a temporal one;
+    rows and columns for `sts_variant="rowcol"`) and the plain temporal conv (one temporal
+    branch) are this.
 
-    One custom-gradient op: the adjoint of shift(., d) is shift(., -d), so the taps' upstream
-    gradient is every branch's dy shifted back, side by side, [N, kt * O]; the kernel gradient
-    is then one GEMM x^T @ that and the input gradient one GEMM that @ taps^T, not one of each
-    per branch plus a sum of the input gradients (SlowOnly res4's case B: 75 against 79 ms,
-    benchmarks/bench_sts.py). The forward keeps one matmul per branch (one matmul and a split
-    of its output was slower), and a `temporal_shift` branch is TF's Conv3D in float32 from
-    NATIVE_CONV3D_MIN_CHANNELS input channels (its forward is faster than the matmul and the
-    shifted sums; its bfloat16 problem is in the kernel gradient, which is not used here).
+    One custom-gradient op: the taps' upstream gradient is every branch's dy shifted back, side
+    by side, [N, kt * O]; the kernel gradient is then one GEMM x^T @ that and the input gradient
+    one GEMM that @ taps^T, not one of each per branch plus a sum of the input gradients
+    (SlowOnly res4's case B: 75 against 79 ms, benchmarks/bench_sts.py). The forward is each
+    branch's `conv` (the backend's convs, which read x once) in float32 from
+    NATIVE_CONV3D_MIN_CHANNELS input channels, else the tap products x @ tap_j, shifted and
+    summed (TF's CPU Conv3D is wrong in bfloat16 only in its kernel gradient, not used here).
 
     x: [B, T, H, W, C]; kernel: [kt, 1, 1, C, O], kt odd; the branches' filters sum to O.
     """
     kt, c, o = int(kernel.shape[0]), int(kernel.shape[3]), int(kernel.shape[4])
     pad = (kt - 1) // 2
     sizes = [filters for filters, _ in branches]
+    orders = [order for _, order in branches]
     if sum(sizes) != o:
         raise ValueError(f"shifted_tap_conv: the branches' filters {sizes} must sum to the kernel's {o}")
     cuts = [sum(sizes[: i + 1]) for i in range(len(sizes) - 1)]
@@ -290,25 +377,25 @@ def shifted_tap_conv(x, kernel, branches: Sequence[tuple[int, Callable]]):
 
     native = c >= NATIVE_CONV3D_MIN_CHANNELS and keras.backend.standardize_dtype(x.dtype) == "float32"
 
+    def tap_sum(x, taps, shift):
+        products = _tap_products(x, taps)
+        out = shift(take_axis(products, -2, 0), -pad)
+        for j in range(1, kt):
+            out = out + shift(take_axis(products, -2, j), j - pad)
+        return out
+
     @ops.custom_gradient
     def conv(x, kernel):
         taps = tap_matrix(kernel)
-        outs = []
-        for tap, branch_kernel, (_, shift) in zip(split(taps), split(kernel), branches):
-            if shift is temporal_shift and native:
-                outs.append(ops.conv(x, branch_kernel, strides=1, padding="same"))  # symmetric at stride 1
-                continue
-            products = _tap_products(x, tap)
-            out = shift(take_axis(products, -2, 0), -pad)
-            for j in range(1, kt):
-                out = out + shift(take_axis(products, -2, j), j - pad)
-            outs.append(out)
+        if native:
+            outs = [order.conv(x, k) for k, order in zip(split(kernel), orders)]
+        else:
+            outs = [tap_sum(x, t, order.shift) for t, order in zip(split(taps), orders)]
         y = ops.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]
 
         def grad(*args, upstream=None):  # upstream: the torch backend's keyword
             dy = args[0] if upstream is None else upstream
-            dtaps = [_shifted_back(d, shift, kt) for d, (_, shift) in zip(split(dy), branches)]
-            dtaps = ops.reshape(ops.concatenate(dtaps, axis=-1) if len(dtaps) > 1 else dtaps[0], (-1, kt * o))
+            dtaps = ops.reshape(_shifted_back(split(dy), [order.shift for order in orders], kt), (-1, kt * o))
             dx = ops.matmul(dtaps, ops.transpose(ops.reshape(taps, (c, kt * o))))
             return ops.reshape(dx, ops.shape(x)), _tap_kernel_gradient(x, dtaps, kt)
 
@@ -353,7 +440,7 @@ def temporal_conv3d(x, kernel):
         def grad(*args, upstream=None):  # upstream: the torch backend's keyword
             dy = args[0] if upstream is None else upstream
             dx = ops.conv_transpose(dy, kernel, strides=1, padding="same")
-            dtaps = ops.reshape(_shifted_back(dy, temporal_shift, kt), (-1, kt * o))
+            dtaps = ops.reshape(_shifted_back([dy], [temporal_shift], kt), (-1, kt * o))
             return dx, _tap_kernel_gradient(x, dtaps, kt)
 
         return ops.conv(x, kernel, strides=1, padding="same"), grad
@@ -568,7 +655,7 @@ class STSConv3D(keras.layers.Layer):
         if native:
             return ops.conv(x, kernel, strides=1, padding="same")  # 'same' is symmetric at stride 1
         if temporal:
-            return shifted_tap_conv(x, kernel, [(self.filters, temporal_shift)])
+            return shifted_tap_conv(x, kernel, [(self.filters, TEMPORAL)])
         return dense_conv3d_as_2d(x, kernel, strides)
 
     def _sts_depthwise(self, x, kernel):
@@ -599,8 +686,8 @@ class STSConv3D(keras.layers.Layer):
                 r = _raster_conv1d(frames, row, stride, transpose=False, depthwise=True)
                 c = _raster_conv1d(frames, col, stride, transpose=True, depthwise=True)
         else:
-            r = self._rowcol(frames, ops.reshape(k_app[0], (1, 9, half, 1)), stride, True)
-            c = self._rowcol(frames, ops.reshape(k_app[2], (9, 1, half, 1)), stride, True)
+            r = self._rowcol(frames, ops.reshape(k_app[0], (9, half, 1)), stride, along_rows=True)
+            c = self._rowcol(frames, ops.reshape(k_app[2], (9, half, 1)), stride, along_rows=False)
         appearance = spatial + r + c
         out_shape = ops.shape(appearance)
         appearance = ops.reshape(appearance, (-1, shape[1], out_shape[1], out_shape[2], half))
@@ -617,12 +704,12 @@ class STSConv3D(keras.layers.Layer):
         """
         quarter = self.filters // 4
         if self.sts_variant == "reference":
-            appearance = [(quarter, raster_shift), (quarter, column_raster_shift)]
-        else:  # along each row (W) and each column (H)
-            appearance = [(quarter, axis_shift(3)), (quarter, axis_shift(2))]
+            appearance = [(quarter, RASTER), (quarter, COLUMN_RASTER)]
+        else:
+            appearance = [(quarter, ROWS), (quarter, COLUMNS)]
         st = self.strides[0]
         if st == 1:
-            return shifted_tap_conv(x, kernel, [*appearance, (self.filters - 2 * quarter, temporal_shift)])
+            return shifted_tap_conv(x, kernel, [*appearance, (self.filters - 2 * quarter, TEMPORAL)])
         # Strided over time; the appearance convs see only the kept frames.
         k_appearance, k_motion = ops.split(kernel, [2 * quarter], axis=-1)
         motion = dense_conv3d_as_2d(x, k_motion, self.strides)
@@ -630,13 +717,17 @@ class STSConv3D(keras.layers.Layer):
         return ops.concatenate([shifted_tap_conv(x, k_appearance, appearance), motion], axis=-1)
 
     @staticmethod
-    def _rowcol(frames, kernel_2d, stride: int, depthwise: bool):
-        """A true row (1 x k) or column (k x 1) conv with symmetric padding."""
-        kh, kw = int(kernel_2d.shape[0]), int(kernel_2d.shape[1])
-        padded, padding = pad_symmetric(frames, (kh, kw), (stride, stride))
-        if depthwise:
-            return ops.depthwise_conv(padded, kernel_2d, strides=stride, padding=padding)
-        return ops.conv(padded, kernel_2d, strides=stride, padding=padding)
+    def _rowcol(frames, kernel_1d, stride: int, along_rows: bool):
+        """A true row (1 x k) or column (k x 1) depthwise conv with symmetric padding; at
+        stride 1 the row conv is `depthwise_conv1d` over the rows (its kernel gradient)."""
+        k = int(kernel_1d.shape[0])
+        if along_rows and stride == 1:
+            shape = ops.shape(frames)
+            y = depthwise_conv1d(ops.reshape(frames, (-1, shape[2], shape[3])), kernel_1d, 1, "same")
+            return ops.reshape(y, shape)
+        kernel_2d = ops.reshape(kernel_1d, (1, k, -1, 1) if along_rows else (k, 1, -1, 1))
+        padded, padding = pad_symmetric(frames, kernel_2d.shape[:2], (stride, stride))
+        return ops.depthwise_conv(padded, kernel_2d, strides=stride, padding=padding)
 
     # ------------------------------------------------------------ bookkeeping
     def compute_output_shape(self, input_shape):

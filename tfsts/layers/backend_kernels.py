@@ -1,0 +1,60 @@
+"""The one place where model code names a backend: convs whose gradient on that backend's
+CPU kernels is much slower in the layout `keras.ops` gives them than in another layout of
+the same memory. Each function is the `keras.ops` op on every other backend (and the
+tests check both against the same NumPy references); only where the backend is
+TensorFlow does it add a custom gradient, which imports TensorFlow when first called.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+def depthwise_conv1d(seq, kernel_1d, stride: int, padding: str):
+    """`ops.depthwise_conv` of [N, L, C] sequences with a [k, C, 1] kernel ('valid' where
+    stride > 1).
+
+    On the TensorFlow backend the kernel gradient is taken with the sequence along H
+    ([N, L, 1, C] and a k x 1 filter: the same sums over the same memory): TF's CPU
+    DepthwiseConv2dNativeBackpropFilter takes 2.4x as long for a 1 x 9 filter along W
+    (16 x 3136 x 32: 6.1 against 2.6 ms), which put the reference STS case A at 1.10x the
+    plain conv (benchmarks/bench_sts.py). Other backends keep their own gradient.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return ops.depthwise_conv(seq, kernel_1d, strides=stride, padding=padding)
+    if stride > 1 and padding != "valid":
+        raise ValueError(f"depthwise_conv1d: stride {stride} takes padding 'valid' (pad first); got {padding!r}")
+    import tensorflow as tf
+
+    k, c = int(kernel_1d.shape[0]), int(kernel_1d.shape[1])
+    padding = padding.upper()
+    strides = [1, stride, stride, 1]  # TF's depthwise convs take equal strides only
+
+    def kernel_gradient(seq, dy):
+        if stride > 1:
+            # The kernel gradient of a strided conv is the stride-1 one of dy with stride - 1
+            # zeros after each entry. (Strides [1, s, 1, 1] along H: TF's own kernel refuses
+            # unequal strides; [1, s, s, 1] takes 7x as long, 15.6 against 2.1 ms.)
+            dy = tf.pad(tf.expand_dims(dy, 2), [(0, 0), (0, 0), (0, stride - 1), (0, 0)])
+            dy = tf.reshape(dy, (tf.shape(dy)[0], -1, c))
+            needed = None if dy.shape[1] is None else int(dy.shape[1]) + k - 1  # inputs those read
+            if needed is None or seq.shape[1] != needed:  # at most stride - 1 zeros past the end
+                seq = tf.pad(seq, [(0, 0), (0, stride - 1), (0, 0)])[:, : tf.shape(dy)[1] + k - 1]
+        dk = tf.nn.depthwise_conv2d_backprop_filter(
+            tf.expand_dims(seq, 2), (k, 1, c, 1), tf.expand_dims(dy, 2), [1, 1, 1, 1], padding
+        )
+        return tf.reshape(dk, (k, c, 1))
+
+    @tf.custom_gradient
+    def conv(seq, kernel_1d):
+        rows = tf.expand_dims(seq, 1)  # [N, 1, L, C], as Keras' own 1-D depthwise conv
+        filter_2d = tf.expand_dims(kernel_1d, 0)
+
+        def grad(dy):
+            dx = tf.nn.depthwise_conv2d_backprop_input(tf.shape(rows), filter_2d, tf.expand_dims(dy, 1), strides, padding)
+            return tf.squeeze(dx, 1), kernel_gradient(seq, dy)
+
+        return tf.squeeze(tf.nn.depthwise_conv2d(rows, filter_2d, strides, padding), 1), grad
+
+    return conv(seq, kernel_1d)
