@@ -1,8 +1,13 @@
 """STS vs plain convolution, forward + backward, float32, CPU, at the shapes where the
-reference uses STS: ir-CSN-50 stages 2-3 (case A, depthwise 3x3x3) and SlowOnly-R50
-res4 (case B, dense 3x1x1). Same weights, same parameter and MAC counts (checked).
+reference uses STS: ir-CSN-50 stages 2-3 (case A, depthwise 3x3x3), SlowOnly-R50 res4
+(case B, dense 3x1x1) and R(2+1)D-34's temporal convs (case C, with and without temporal
+stride). Same weights, same parameter and MAC counts (checked).
+
+Then the whole models: a training step (forward, loss, backward, SGD) of each model with
+STS on against the same model with STS off, same weights, interleaved.
 
     python -m benchmarks.bench_sts [--rounds 15] [--frames 8] [--batch 2]
+        [--models ircsn_50,slowonly_r50,r2plus1d_34] [--model-shape 8,160,160,3] [--model-rounds 7]
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.timing import interleaved_times, median_ratio, print_table  # noqa: E402
+from benchmarks.timing import interleaved_times, median_ratio, print_table, tf_sgd_train_step  # noqa: E402
+from tfsts import flops, models  # noqa: E402
 from tfsts.layers import STSConv3D  # noqa: E402
 
 
@@ -27,7 +33,36 @@ def cases(batch: int, frames: int):
         ("ir-CSN-50 conv2 stage 3 (A)", dict(filters=128, kernel_size=3, groups=128), (batch, frames, 28, 28, 128)),
         ("ir-CSN-50 conv2 stage 3 stride 2 (A)", dict(filters=128, kernel_size=3, groups=128, strides=(1, 2, 2)), (batch, frames, 56, 56, 128)),
         ("SlowOnly res4 conv1 (B)", dict(filters=256, kernel_size=(3, 1, 1)), (batch, frames, 14, 14, 1024)),
+        ("R(2+1)D-34 res2 temporal conv (C, stride 1)", dict(filters=64, kernel_size=(3, 1, 1), sts_case="C"), (batch, frames, 112, 112, 144)),
+        ("R(2+1)D-34 res3 temporal conv (C, stride 1)", dict(filters=128, kernel_size=(3, 1, 1), sts_case="C"), (batch, frames // 2, 56, 56, 288)),
+        ("R(2+1)D-34 res3 temporal conv, stride 2 (C)", dict(filters=128, kernel_size=(3, 1, 1), strides=(2, 1, 1)), (batch, frames, 56, 56, 230)),
     ]
+
+
+# The same architecture both ways: ir-CSN's STS default is temporal stride 1 everywhere (case A
+# needs it), its plain default (1, 2, 2, 2).
+MODEL_KWARGS = {"ircsn_50": dict(temporal_strides=(1, 1, 1, 1))}
+
+
+def model_rows(names: list[str], shape: tuple[int, ...], rounds: int) -> list[list[str]]:
+    """Training step of each model, STS on against off (the same weights: the layouts match)."""
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(1, *shape)).astype("float32"))
+    y = tf.constant([3])
+    rows = []
+    for name in names:
+        built = {variant: models.build_model(name, 400, input_shape=shape, sts=variant == "STS", **MODEL_KWARGS.get(name, {}))
+                 for variant in ("plain", "STS")}
+        macs = {variant: flops.count_macs(model) for variant, model in built.items()}
+        assert macs["plain"] == macs["STS"], (name, macs)
+        built["STS"].set_weights(built["plain"].get_weights())
+        steps = {variant: tf_sgd_train_step(model, x, y) for variant, model in built.items()}
+        sts_layers = sum(isinstance(layer, STSConv3D) and layer.sts for layer in built["STS"].layers)
+        times = interleaved_times({k: (lambda step=step: step().numpy()) for k, step in steps.items()}, rounds=rounds)
+        medians = {k: statistics.median(v) for k, v in times.items()}
+        rows.append([name, str(shape), str(sts_layers), f"{built['plain'].count_params():,}", f"{macs['plain'] / 1e9:.2f}",
+                     f"{medians['plain'] * 1e3:.0f}", f"{medians['STS'] * 1e3:.0f}", f"{median_ratio(times, 'STS', 'plain'):.2f}"])
+    return rows
 
 
 def main() -> None:
@@ -35,10 +70,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--models", default="ircsn_50,slowonly_r50,r2plus1d_34", help="comma list; '' skips the models")
+    parser.add_argument("--model-shape", default="8,160,160,3")
+    parser.add_argument("--model-rounds", type=int, default=7)
+    parser.add_argument("--convs", action=argparse.BooleanOptionalAction, default=True, help="--no-convs: the models only")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     rows = []
-    for label, kwargs, shape in cases(args.batch, args.frames):
+    for label, kwargs, shape in cases(args.batch, args.frames) if args.convs else []:
         x = tf.constant(rng.normal(size=shape).astype("float32"))
         layers = {}
         for variant in ("plain", "sts", "sts rowcol"):
@@ -69,9 +108,16 @@ def main() -> None:
             f"{medians['plain'] * 1e3:.1f}", f"{medians['sts'] * 1e3:.1f}", f"{median_ratio(times, 'sts', 'plain'):.2f}",
             f"{median_ratio(times, 'sts rowcol', 'plain'):.2f}",
         ])
-    print(f"STS vs plain conv, float32, forward+backward, tf.function, {args.rounds} interleaved rounds "
-          "(order rotating); ms: medians; ratios: median of the per-round ratios")
-    print_table(["conv", "input", "params (both)", "GMACs (both)", "plain ms", "STS ms", "STS/plain", "rowcol/plain"], rows)
+    if rows:
+        print(f"STS vs plain conv, float32, forward+backward, tf.function, {args.rounds} interleaved rounds "
+              "(order rotating); ms: medians; ratios: median of the per-round ratios")
+        print_table(["conv", "input", "params (both)", "GMACs (both)", "plain ms", "STS ms", "STS/plain", "rowcol/plain"], rows)
+    names = [n for n in args.models.split(",") if n]
+    if names:
+        shape = tuple(int(v) for v in args.model_shape.split(","))
+        print(f"\nWhole models, training step (SGD), batch 1, {args.model_rounds} interleaved rounds; STS on against off, same weights")
+        print_table(["model", "input", "STS convs", "params (both)", "GMACs (both)", "plain ms", "STS ms", "STS/plain"],
+                    model_rows(names, shape, args.model_rounds))
 
 
 if __name__ == "__main__":
