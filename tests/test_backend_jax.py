@@ -176,7 +176,6 @@ import jax, numpy as np
 from keras import ops
 from tfsts.layers import STSConv3D
 
-out = {}
 for name, kwargs, shape in json.loads(sys.argv[2]):
     data = np.load(sys.argv[1] + f"/{name}.inputs.npz")
     layer = STSConv3D(**kwargs)

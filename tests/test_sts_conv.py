@@ -353,10 +353,9 @@ def test_gradients_match_finite_differences(case_kwargs, shape):
 
 @pytest.mark.parametrize("strides", [(1, 1, 1), (1, 2, 2)])
 def test_case_a_float32_graph_gradients_equal_float64_eager(strides):
-    """In a tf.function, float32, TF rewrites the depthwise convs to its oneDNN kernels (which
-    take the unequal strides `depthwise_conv1d`'s kernel gradient uses differently from the
-    eager op): the gradients still equal the float64 eager ones (whose sums the finite
-    differences above check)."""
+    """In a tf.function in float32, TF rewrites the depthwise convs (and `depthwise_conv1d`'s
+    custom gradient) to its oneDNN kernels, which the eager float64 run does not use: the
+    gradients agree (the finite differences above check the float64 sums)."""
     shape = (2, 3, 8, 12, 16)
     x64 = RNG.normal(size=shape)
     weights = RNG.normal(size=(1, *STSConv3D(16, 3, groups=16, strides=strides).compute_output_shape(shape)[1:]))

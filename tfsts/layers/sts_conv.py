@@ -358,7 +358,8 @@ def shifted_tap_conv(x, kernel, branches: Sequence[tuple[int, TapOrder]]):
     by side, [N, kt * O]; the kernel gradient is then one GEMM x^T @ that and the input gradient
     one GEMM that @ taps^T, not one of each per branch plus a sum of the input gradients
     (SlowOnly res4's case B: 75 against 79 ms, benchmarks/bench_sts.py). The forward is each
-    branch's `conv` (the backend's convs, which read x once) in float32 from
+    branch's `conv` (the backend's convs: no tap products written out, shifted and summed;
+    R(2+1)D's res2 conv 0.89-0.93x the time of those) in float32 from
     NATIVE_CONV3D_MIN_CHANNELS input channels, else the tap products x @ tap_j, shifted and
     summed (TF's CPU Conv3D is wrong in bfloat16 only in its kernel gradient, not used here).
 
