@@ -34,7 +34,7 @@ import statistics
 import sys
 import time
 
-from benchmarks.timing import split_choices, tf_sgd_train_step
+from benchmarks.timing import paired_median_ratio, split_choices, tf_sgd_train_step
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -256,7 +256,7 @@ def main(argv=None) -> int:
                 gap = 0.0 if args.in_process else args.gap
                 tf_times, torch_times = alternated_times(*timers[pass_], args.pairs, args.warmup, gap)
                 tf_s, torch_s = statistics.median(tf_times), statistics.median(torch_times)
-                pair_ratio = statistics.median(a / b for a, b in zip(tf_times, torch_times))
+                pair_ratio = paired_median_ratio(tf_times, torch_times)
                 row = [name, f"{batch}x{'x'.join(map(str, frames))}", f"{tf_params:,}", pass_,
                        f"{tf_s * 1e3:.0f}", f"{torch_s * 1e3:.0f}", f"{tf_s / torch_s:.2f}", f"{pair_ratio:.2f}"]
                 rows.append(row)

@@ -31,10 +31,15 @@ def interleaved_medians(candidates: dict[str, Callable[[], object]], rounds: int
     return {name: statistics.median(ts) for name, ts in interleaved_times(candidates, rounds, warmup).items()}
 
 
+def paired_median_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """Median of a / b over pairs timed side by side: a slow spell of the machine moves it less
+    than a ratio of medians."""
+    return statistics.median(a / b for a, b in zip(numerators, denominators))
+
+
 def median_ratio(times: dict[str, list[float]], numerator: str, denominator: str) -> float:
-    """Median over rounds of numerator / denominator within each round: a ratio measured side
-    by side, which a slow spell of the machine moves less than a ratio of medians."""
-    return statistics.median(a / b for a, b in zip(times[numerator], times[denominator]))
+    """`paired_median_ratio` of two candidates of `interleaved_times`, round by round."""
+    return paired_median_ratio(times[numerator], times[denominator])
 
 
 def print_table(headers: list[str], rows: list[list[object]]) -> None:
