@@ -126,7 +126,7 @@ def test_demo_eval_json_has_every_validation_video_with_consistent_metrics(tiny_
                 assert {v["media_id"]: v["label"] for v in videos} == truth[source], (variant, source)
                 assert entry["metrics"]["num_views"] == 6
             else:
-                assert len(videos) == 10 * 1  # 10 digits x 1 validation image at --data_scale 0.1
+                assert len(videos) == sum(i["split"] == "validation" for i in items["images"])  # 20 at 0.1
             for v in videos:
                 assert len(v["scores"]) == len(entry["class_names"])
                 assert sum(v["scores"]) == pytest.approx(1.0, abs=1e-6)  # averaged probabilities
