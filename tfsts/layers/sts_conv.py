@@ -273,11 +273,12 @@ def column_conv(x, kernel):
 
 
 def raster_conv(x, kernel):
-    """A 1-D conv over each frame flattened h-major, as the reference (which wraps rows)."""
+    """A 1-D conv over each frame flattened h-major, as the reference (which wraps rows):
+    `_raster_conv1d`, dense, on the frames."""
     kt, c, o = int(kernel.shape[0]), int(kernel.shape[3]), int(kernel.shape[4])
     shape = ops.shape(x)
-    seq = ops.reshape(x, (-1, shape[2] * shape[3], c))
-    y = ops.conv(seq, ops.reshape(kernel, (kt, c, o)), strides=1, padding="same")
+    frames = ops.reshape(x, (-1, shape[2], shape[3], c))
+    y = _raster_conv1d(frames, ops.reshape(kernel, (kt, c, o)), 1, transpose=False, depthwise=False)
     return ops.reshape(y, (-1, shape[1], shape[2], shape[3], o))
 
 
