@@ -150,6 +150,26 @@ def test_sts_on_a_model_without_sts_is_a_config_error():
         modeling.build_model_from_config(c)
 
 
+def test_demo_sts_runs_differ_from_the_no_sts_runs_in_sts_only():
+    """The demo's "STS vs no STS" compares one network with STS on and off: the same layers,
+    weight names and shapes (weights move between them), the same MACs (204.2 M per clip of
+    8x32x32, counted branch by branch for STS), and only the depthwise convs' `sts` differs.
+    (ir-CSN's no-STS default temporal strides would give the no-STS runs 129.2 M.)"""
+    from tfsts import flops
+    from tfsts.layers import STSConv3D
+
+    built = {v: modeling.build_model_from_config(_load(f"configs/demo/digits.py:{v},records")) for v in ("image_plain", "image_sts")}
+    plain, sts = built["image_plain"], built["image_sts"]
+    assert [(w.path, w.shape) for w in plain.weights] == [(w.path, w.shape) for w in sts.weights]
+    assert flops.count_macs(plain) == flops.count_macs(sts) == 204_173_312
+    differing = [a.name for a, b in zip(plain.layers, sts.layers) if a.get_config() != b.get_config()]
+    sts_convs = [layer.name for layer in sts.layers if isinstance(layer, STSConv3D) and layer.sts]
+    assert len(sts_convs) == 4 and differing == sts_convs
+    for name in sts_convs:
+        config = sts.get_layer(name).get_config()
+        assert {**config, "sts": False} == plain.get_layer(name).get_config()
+
+
 def test_demo_config_learns_on_data_prep_records(tmp_path, demo_records):
     """The demo config through the CLI and tfsts.data (one-source mixture), 60 steps,
     deterministic (in a subprocess: op determinism is process-global): the mean loss of the
