@@ -4,10 +4,14 @@ reference uses STS: ir-CSN-50 stages 2-3 (case A, depthwise 3x3x3), SlowOnly-R50
 stride). Same weights, same parameter and MAC counts (checked).
 
 Then the whole models: a training step (forward, loss, backward, SGD) of each model with
-STS on against the same model with STS off, same weights, interleaved.
+STS on against the same model with STS off, same weights, interleaved. With `--demo`, also the
+demo's own networks (configs/demo/digits.py, built as the demo builds them, batch 16 of 8x32x32):
+STS on and off, and ir-CSN with its no-STS default temporal strides, which is not the same
+network (fewer MACs), for scale.
 
     python -m benchmarks.bench_sts [--rounds 15] [--frames 8] [--batch 2]
         [--models ircsn_50,slowonly_r50,r2plus1d_34] [--model-shape 8,160,160,3] [--model-rounds 7]
+        [--demo] [--no-convs]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks.timing import interleaved_times, median_ratio, print_table, tf_sgd_train_step  # noqa: E402
 from tfsts import flops, models  # noqa: E402
+from tfsts.models import csn  # noqa: E402
 from tfsts.layers import STSConv3D  # noqa: E402
 
 
@@ -65,6 +70,29 @@ def model_rows(names: list[str], shape: tuple[int, ...], rounds: int) -> list[li
     return rows
 
 
+def demo_rows(rounds: int) -> list[list[str]]:
+    """The demo's fine-tuning network with STS on and off (its config: the same network), and
+    ir-CSN's default no-STS strides, one training step of a batch of 16 each, interleaved."""
+    from tfsts.training import config as config_lib
+    from tfsts.training import modeling
+
+    config_file = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo", "digits.py")
+    built = {v: modeling.build_model_from_config(config_lib.load_config_file(f"{config_file}:{v},records"))
+             for v in ("image_plain", "image_sts")}
+    plain_config = config_lib.load_config_file(f"{config_file}:image_plain,records")
+    plain_config.model.kwargs.temporal_strides = csn.BASELINE_TEMPORAL_STRIDES
+    built["ir-CSN default strides, no STS"] = modeling.build_model_from_config(plain_config)
+    built["image_sts"].set_weights(built["image_plain"].get_weights())
+    shape = tuple(built["image_plain"].inputs[0].shape[1:])
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(16, *shape)).astype("float32"))
+    y = tf.constant(np.arange(16) % 4)
+    steps = {k: tf_sgd_train_step(m, x, y) for k, m in built.items()}
+    times = interleaved_times({k: (lambda step=step: step().numpy()) for k, step in steps.items()}, rounds=rounds)
+    return [[k, str(shape), f"{flops.count_macs(built[k]) / 1e6:.1f}", f"{statistics.median(v) * 1e3:.0f}",
+             f"{median_ratio(times, k, 'image_plain'):.2f}"] for k, v in times.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=15)
@@ -74,6 +102,7 @@ def main() -> None:
     parser.add_argument("--model-shape", default="8,160,160,3")
     parser.add_argument("--model-rounds", type=int, default=7)
     parser.add_argument("--convs", action=argparse.BooleanOptionalAction, default=True, help="--no-convs: the models only")
+    parser.add_argument("--demo", action="store_true", help="also the demo's networks (configs/demo/digits.py)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     rows = []
@@ -118,6 +147,9 @@ def main() -> None:
         print(f"\nWhole models, training step (SGD), batch 1, {args.model_rounds} interleaved rounds; STS on against off, same weights")
         print_table(["model", "input", "STS convs", "params (both)", "GMACs (both)", "plain ms", "STS ms", "STS/plain"],
                     model_rows(names, shape, args.model_rounds))
+    if args.demo:
+        print(f"\nThe demo's networks (configs/demo/digits.py), training step (SGD), batch 16, {args.model_rounds} interleaved rounds")
+        print_table(["network", "input", "MMACs per clip", "ms", "/ image_plain"], demo_rows(args.model_rounds))
 
 
 if __name__ == "__main__":
