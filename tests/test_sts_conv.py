@@ -138,7 +138,7 @@ def test_case_bc_matches_numpy(t, h, w, c, o, tstride):
     kernel = RNG.normal(size=(3, 1, 1, c, o))
     layer = _layer_with_kernel(kernel, (t, h, w, c), strides=(tstride, 1, 1))
     assert layer.resolved_case == ("B" if tstride == 1 else "C")
-    np.testing.assert_allclose(_run(layer, x), ref.sts_case_bc(x, kernel, tstride), atol=1e-4 * np.sqrt(c / 4))
+    np.testing.assert_allclose(_run(layer, x), ref.sts_case_bc(x, kernel, tstride), atol=1e-4)
 
 
 @pytest.mark.parametrize("t,h,w,c,tstride", [(3, 4, 6, 4, 1), (3, 4, 6, 16, 1), (2, 1, 5, 16, 1), (5, 3, 4, 16, 2)])
@@ -155,7 +155,7 @@ def test_case_bc_rowcol_is_row_column_and_temporal_convs(t, h, w, c, tstride):
         ref.conv_nd(kept, kernel[..., 2:4].reshape(1, 3, 1, c, 2), (1, 1, 1)),
         ref.conv_nd(x, kernel[..., 4:], (tstride, 1, 1)),
     ], axis=-1)
-    np.testing.assert_allclose(_run(layer, x), want, atol=1e-4 * np.sqrt(c / 4))
+    np.testing.assert_allclose(_run(layer, x), want, atol=1e-4)
 
 
 # Every formulation `STSConv3D._plain` can pick (see NATIVE_CONV3D_MIN_CHANNELS and
