@@ -49,6 +49,12 @@ def cases(batch: int, frames: int):
 MODEL_KWARGS = {"ircsn_50": dict(temporal_strides=(1, 1, 1, 1))}
 
 
+def train_step_times(built: dict, x, y, rounds: int) -> dict[str, list[float]]:
+    """`interleaved_times` of an SGD training step of each model on (x, y)."""
+    steps = {name: tf_sgd_train_step(model, x, y) for name, model in built.items()}
+    return interleaved_times({name: (lambda step=step: step().numpy()) for name, step in steps.items()}, rounds=rounds)
+
+
 def model_rows(names: list[str], shape: tuple[int, ...], rounds: int) -> list[list[str]]:
     """Training step of each model, STS on against off (the same weights: the layouts match)."""
     rng = np.random.default_rng(0)
@@ -61,9 +67,8 @@ def model_rows(names: list[str], shape: tuple[int, ...], rounds: int) -> list[li
         macs = {variant: flops.count_macs(model) for variant, model in built.items()}
         assert macs["plain"] == macs["STS"], (name, macs)
         built["STS"].set_weights(built["plain"].get_weights())
-        steps = {variant: tf_sgd_train_step(model, x, y) for variant, model in built.items()}
         sts_layers = sum(isinstance(layer, STSConv3D) and layer.sts for layer in built["STS"].layers)
-        times = interleaved_times({k: (lambda step=step: step().numpy()) for k, step in steps.items()}, rounds=rounds)
+        times = train_step_times(built, x, y, rounds)
         medians = {k: statistics.median(v) for k, v in times.items()}
         rows.append([name, str(shape), str(sts_layers), f"{built['plain'].count_params():,}", f"{macs['plain'] / 1e9:.2f}",
                      f"{medians['plain'] * 1e3:.0f}", f"{medians['STS'] * 1e3:.0f}", f"{median_ratio(times, 'STS', 'plain'):.2f}"])
@@ -77,18 +82,23 @@ def demo_rows(rounds: int) -> list[list[str]]:
     from tfsts.training import modeling
 
     config_file = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo", "digits.py")
-    built = {v: modeling.build_model_from_config(config_lib.load_config_file(f"{config_file}:{v},records"))
-             for v in ("image_plain", "image_sts")}
-    plain_config = config_lib.load_config_file(f"{config_file}:image_plain,records")
-    plain_config.model.kwargs.temporal_strides = csn.BASELINE_TEMPORAL_STRIDES
-    built["ir-CSN default strides, no STS"] = modeling.build_model_from_config(plain_config)
+
+    def network(variant: str, **model_kwargs):
+        config = config_lib.load_config_file(f"{config_file}:{variant},records")
+        config.model.kwargs.update(model_kwargs)
+        return modeling.build_model_from_config(config)
+
+    built = {
+        "image_plain": network("image_plain"),
+        "image_sts": network("image_sts"),
+        "ir-CSN default strides, no STS": network("image_plain", temporal_strides=csn.BASELINE_TEMPORAL_STRIDES),
+    }
     built["image_sts"].set_weights(built["image_plain"].get_weights())
     shape = tuple(built["image_plain"].inputs[0].shape[1:])
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(16, *shape)).astype("float32"))
     y = tf.constant(np.arange(16) % 4)
-    steps = {k: tf_sgd_train_step(m, x, y) for k, m in built.items()}
-    times = interleaved_times({k: (lambda step=step: step().numpy()) for k, step in steps.items()}, rounds=rounds)
+    times = train_step_times(built, x, y, rounds)
     return [[k, str(shape), f"{flops.count_macs(built[k]) / 1e6:.1f}", f"{statistics.median(v) * 1e3:.0f}",
              f"{median_ratio(times, k, 'image_plain'):.2f}"] for k, v in times.items()]
 
