@@ -174,7 +174,7 @@ PLAIN_CASES = [
     ((3, 3, 3), (1, 1, 1), 1, 16, 4, 5),  # dense, >= 16 channels: native Conv3D
     ((3, 3, 3), (2, 2, 2), 1, 16, 4, 5),
     ((3, 1, 1), (1, 1, 1), 1, 16, 8, 5),  # temporal, < 128 channels: native Conv3D
-    ((3, 1, 1), (2, 1, 1), 1, 16, 8, 5),  # ... strided: frames stacked as channels
+    ((3, 1, 1), (2, 1, 1), 1, 16, 8, 5),  # ... strided: a conv over [T, H * W], its own padding (odd T)
     ((3, 1, 1), (1, 1, 1), 1, 8, 4, 5),  # temporal, < 16 channels: one GEMM over the taps
     ((3, 1, 1), (1, 1, 1), 1, 128, 4, 5),  # temporal, >= 128: Conv3D, GEMM kernel gradient
     ((5, 1, 1), (1, 1, 1), 1, 128, 6, 7),

@@ -1,8 +1,8 @@
-"""The one place where model code names a backend: convs whose gradient on that backend's
-CPU kernels is much slower in the layout `keras.ops` gives them than in another layout of
-the same memory. Each function is the `keras.ops` op on every other backend (and the
-tests check both against the same NumPy references); only where the backend is
-TensorFlow does it add a custom gradient, which imports TensorFlow when first called.
+"""The one place where model code names a backend: convs that TensorFlow's CPU kernels
+run much faster in a form `keras.ops` does not offer (another layout of the same memory
+for a gradient; explicit padding). Each function is the `keras.ops` op on every other
+backend (and the tests check both against the same NumPy references); only where the
+backend is TensorFlow does it call TensorFlow, which it imports when first called.
 """
 
 from __future__ import annotations
@@ -58,3 +58,22 @@ def depthwise_conv1d(seq, kernel_1d, stride: int, padding: str):
         return tf.squeeze(tf.nn.depthwise_conv2d(rows, filter_2d, strides, padding), 1), grad
 
     return conv(seq, kernel_1d)
+
+
+def conv2d_padded(x, kernel, strides: tuple[int, int], pads: tuple[tuple[int, int], tuple[int, int]]):
+    """A 2D conv of [N, H, W, C] with a [kh, kw, C, O] kernel and explicit (before, after)
+    zero padding of H and W: `ops.pad` then a 'valid' `ops.conv` on every other backend.
+
+    On TensorFlow the padding is the conv's own (`tf.nn.conv2d`'s explicit paddings), with
+    no Pad op and no Slice in the gradient: R(2+1)D's strided 3 x 1 x 1 temporal conv
+    (2x8x56x56x230 -> 128, as a 3 x 1 conv over frames of 3,136 positions) takes 72
+    against 104 ms for the training step of the same sums as stacked taps and a Conv2D,
+    and 123 ms with a Pad (benchmarks/bench_convs.py). Not a general win: for spatial
+    3 x 3 convs TF's explicit-padding gradient kernels are slower than Pad + 'valid'.
+    """
+    if keras.backend.backend() != "tensorflow":
+        x = ops.pad(x, [(0, 0), *pads, (0, 0)])
+        return ops.conv(x, kernel, strides=strides, padding="valid")
+    import tensorflow as tf
+
+    return tf.nn.conv2d(x, kernel, (1, *strides, 1), [[0, 0], list(pads[0]), list(pads[1]), [0, 0]])

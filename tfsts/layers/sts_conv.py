@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple, Sequence
 import keras
 from keras import ops
 
-from tfsts.layers.backend_kernels import depthwise_conv1d
+from tfsts.layers.backend_kernels import conv2d_padded, depthwise_conv1d
 
 STS_CASES = ("A", "B", "C")
 STS_VARIANTS = ("reference", "rowcol")
@@ -418,9 +418,11 @@ def shifted_tap_conv(x, kernel, branches: Sequence[tuple[int, TapOrder]]):
 #   Conv3D's own gradient is as fast.
 # - Only in float32: TF's CPU Conv3D filter gradient in bfloat16 is wrong for some shapes
 #   (94 % off at a 2x4x4 input with 32 channels; tests/test_sts_conv.py, mixed precision).
-# - Strided convs stay on `dense_conv3d_as_2d`: an explicitly padded Conv3D makes
-#   Grappler's remapper fail on the training graph ("remapper failed: ... missing node
-#   .../Pad"), which then leaves the whole graph unfused (tests/test_models_graph.py).
+# - Strided kt x 1 x 1 convs (spatial stride 1) are `strided_temporal_conv`: a 2D conv over
+#   [T, H * W] with the conv's own padding. Other strided convs stay on `dense_conv3d_as_2d`:
+#   an explicitly padded Conv3D makes Grappler's remapper fail on the training graph
+#   ("remapper failed: ... missing node .../Pad"), which then leaves the whole graph
+#   unfused (tests/test_models_graph.py).
 NATIVE_CONV3D_MIN_CHANNELS = 16
 GEMM_KERNEL_GRADIENT_MIN_CHANNELS = 128
 
@@ -448,6 +450,21 @@ def temporal_conv3d(x, kernel):
         return ops.conv(x, kernel, strides=1, padding="same"), grad
 
     return conv(x, kernel)
+
+
+def strided_temporal_conv(x, kernel, temporal_stride: int):
+    """A kt x 1 x 1 conv with temporal stride (spatial stride 1), symmetric padding: a kt x 1
+    conv with stride (st, 1) over each clip laid out as [T, H * W] (a free reshape), the
+    temporal padding the conv's own (`conv2d_padded`). No copy of x: no stacked taps, no Pad.
+
+    x: [B, T, H, W, C]; kernel: [kt, 1, 1, C, O].
+    """
+    kt, c, o = int(kernel.shape[0]), int(kernel.shape[3]), int(kernel.shape[4])
+    pt = (kt - 1) // 2
+    shape = ops.shape(x)
+    clips = ops.reshape(x, (-1, shape[1], shape[2] * shape[3], c))
+    y = conv2d_padded(clips, ops.reshape(kernel, (kt, 1, c, o)), (temporal_stride, 1), ((pt, pt), (0, 0)))
+    return ops.reshape(y, (-1, ops.shape(y)[1], shape[2], shape[3], o))
 
 
 def centre_tap(kernel):
@@ -645,13 +662,12 @@ class STSConv3D(keras.layers.Layer):
         if self.groups > 1:
             x, padding = pad_symmetric(x, kernel.shape[:3], strides)
             return ops.conv(x, kernel, strides=strides, padding=padding)
+        temporal = (kh, kw) == (1, 1)
+        native = self._native(x)
+        if native and temporal and kt > 1 and strides[0] > 1 and strides[1:] == (1, 1):
+            return strided_temporal_conv(x, kernel, strides[0])
         if kt == 1 or strides != (1, 1, 1):
             return dense_conv3d_as_2d(x, kernel, strides)
-        temporal = (kh, kw) == (1, 1)
-        native = (
-            self.input_channels >= NATIVE_CONV3D_MIN_CHANNELS
-            and keras.backend.standardize_dtype(x.dtype) == "float32"
-        )
         if native and temporal and self.input_channels >= GEMM_KERNEL_GRADIENT_MIN_CHANNELS:
             return temporal_conv3d(x, kernel)
         if native:
@@ -659,6 +675,11 @@ class STSConv3D(keras.layers.Layer):
         if temporal:
             return shifted_tap_conv(x, kernel, [(self.filters, TEMPORAL)])
         return dense_conv3d_as_2d(x, kernel, strides)
+
+    def _native(self, x) -> bool:
+        """Whether this conv takes the backend's native conv ops (the rules above
+        NATIVE_CONV3D_MIN_CHANNELS): float32, with a few input channels."""
+        return self.input_channels >= NATIVE_CONV3D_MIN_CHANNELS and keras.backend.standardize_dtype(x.dtype) == "float32"
 
     def _sts_depthwise(self, x, kernel):
         """Case A: appearance (s + r + c, per frame) on the first half of the channels,
@@ -714,7 +735,10 @@ class STSConv3D(keras.layers.Layer):
             return shifted_tap_conv(x, kernel, [*appearance, (self.filters - 2 * quarter, TEMPORAL)])
         # Strided over time; the appearance convs see only the kept frames.
         k_appearance, k_motion = ops.split(kernel, [2 * quarter], axis=-1)
-        motion = dense_conv3d_as_2d(x, k_motion, self.strides)
+        if self._native(x):
+            motion = strided_temporal_conv(x, k_motion, st)
+        else:
+            motion = dense_conv3d_as_2d(x, k_motion, self.strides)
         x = slice_axis(x, 1, 0, -(-int(x.shape[1]) // st), st)
         return ops.concatenate([shifted_tap_conv(x, k_appearance, appearance), motion], axis=-1)
 
