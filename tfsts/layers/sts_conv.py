@@ -162,6 +162,30 @@ def depthwise_conv3d(x, kernel, strides: Sequence[int]):
     return ops.reshape(out, (-1, t_out, out_shape[1], out_shape[2], channels))
 
 
+def motion_side_taps(x, kernel, spatial_stride: int):
+    """The first and last temporal taps of a depthwise 3 x 3 x 3 conv (temporal stride 1,
+    symmetric padding): out[t] = dw(x[t - 1], k_0) + dw(x[t + 1], k_2), 2D depthwise convs of
+    the T - 1 frames each tap reads (no temporal padding of x), their outputs padded by the
+    frame the tap skips. None on one frame (both taps read only padding).
+
+    x: [B, T, H, W, C]; kernel: [3, 3, 3, 1, C].
+    """
+    frames_in = int(x.shape[1])
+    if frames_in == 1:
+        return None
+    channels = int(kernel.shape[-1])
+    outs = []
+    for tap, start, pads in ((0, 0, (1, 0)), (2, 1, (0, 1))):
+        frames = slice_axis(x, 1, start, frames_in - 1)
+        shape = ops.shape(frames)
+        frames, padding = pad_symmetric(ops.reshape(frames, (-1, shape[2], shape[3], channels)), (3, 3), (spatial_stride,) * 2)
+        y = ops.depthwise_conv(frames, ops.reshape(kernel[tap], (3, 3, channels, 1)), strides=spatial_stride, padding=padding)
+        y_shape = ops.shape(y)
+        y = ops.reshape(y, (-1, frames_in - 1, y_shape[1], y_shape[2], channels))
+        outs.append(ops.pad(y, [(0, 0), pads, (0, 0), (0, 0), (0, 0)]))
+    return outs[0] + outs[1]
+
+
 def _raster_depthwise_unstrided(frames, kernel_1d, transpose: bool):
     """`_raster_conv1d` (depthwise, spatial stride 1) without flattening or transposing:
     the frame is extended by (k - 1) / 2 columns on each side holding the row above's
@@ -713,19 +737,25 @@ class STSConv3D(keras.layers.Layer):
 
     def _sts_depthwise(self, x, kernel):
         """Case A: appearance (s + r + c, per frame) on the first half of the channels,
-        depthwise 3D motion on the second half."""
+        depthwise 3D motion on the second half.
+
+        The appearance's s (the centre temporal slice, 3 x 3) and the motion's centre temporal
+        tap are the same 3 x 3 depthwise conv of the current frame, so one conv over all the
+        channels takes both; the motion adds its two side taps, the appearance r + c. One
+        depthwise conv (and its two gradients) fewer than a conv per half: TF's CPU depthwise
+        convs cost nearly as much on half the channels as on all of them at these sizes.
+        """
         half = self.filters // 2
         stride = self.strides[1]
         # One Split (its gradient one Concat), not two slices (two full-size Pads and a sum).
         x_app, x_mot = ops.split(x, 2, axis=-1)
         k_app, k_mot = kernel[..., :half], kernel[..., half:]
-        motion = depthwise_conv3d(x_mot, k_mot, self.strides)
+        shape = ops.shape(x)
+        padded, padding = pad_symmetric(ops.reshape(x, (-1, shape[2], shape[3], self.filters)), (3, 3), (stride, stride))
+        centre = ops.depthwise_conv(padded, ops.reshape(kernel[1], (3, 3, self.filters, 1)), strides=stride, padding=padding)
+        side_taps = motion_side_taps(x_mot, k_mot, stride)
 
-        shape = ops.shape(x_app)
         frames = ops.reshape(x_app, (-1, shape[2], shape[3], half))
-        centre = ops.reshape(k_app[1], (3, 3, half, 1))
-        padded, padding = pad_symmetric(frames, (3, 3), (stride, stride))
-        spatial = ops.depthwise_conv(padded, centre, strides=stride, padding=padding)
         if self.sts_variant == "reference":
             row = ops.reshape(k_app[0], (9, half, 1))
             col = ops.reshape(k_app[2], (9, half, 1))
@@ -741,10 +771,10 @@ class STSConv3D(keras.layers.Layer):
         else:
             r = self._rowcol(frames, ops.reshape(k_app[0], (9, half, 1)), stride, along_rows=True)
             c = self._rowcol(frames, ops.reshape(k_app[2], (9, half, 1)), stride, along_rows=False)
-        appearance = spatial + r + c
-        out_shape = ops.shape(appearance)
-        appearance = ops.reshape(appearance, (-1, shape[1], out_shape[1], out_shape[2], half))
-        return ops.concatenate([appearance, motion], axis=-1)
+        out_shape = ops.shape(centre)
+        rc = ops.reshape(r + c, (-1, shape[1], out_shape[1], out_shape[2], half))
+        extra = ops.concatenate([rc, ops.zeros_like(rc) if side_taps is None else side_taps], axis=-1)
+        return ops.reshape(centre, (-1, shape[1], out_shape[1], out_shape[2], self.filters)) + extra
 
     def _sts_temporal(self, x, kernel):
         """Cases B and C: quarter 1 and 2 of the filters are 3-tap 1-D convs along the
