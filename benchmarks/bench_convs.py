@@ -12,7 +12,8 @@ CPU, 2 threads). All formulations give the same sums (checked before timing):
   (`dense_conv3d_as_2d`);
 - `Conv3D`: TF's native Conv3D with 'same' padding (stride 1), or after a Pad (strided);
 - `[T, H*W] conv, own padding`: a strided kt x 1 x 1 conv as a kt x 1 Conv2D over each
-  clip laid out as [T, H * W], with the conv's explicit padding (`strided_temporal_conv`);
+  clip laid out as [T, H * W], with the conv's explicit padding, and either TF's own
+  gradients of that conv or GEMMs over the frame phases (`strided_temporal_conv`);
 - `Conv3D, GEMM kernel grad`: Conv3D with its kernel gradient taken as one matmul over the
   taps (`temporal_conv3d`);
 - `centre tap`: what tfsts runs on a one-frame input (the other taps read only padding).
@@ -52,6 +53,14 @@ def formulations(kernel_shape, frames: int, strides=(1, 1, 1)) -> dict:
     from tfsts.layers.sts_conv import centre_tap, dense_conv3d_as_2d, pad_symmetric, strided_temporal_conv, temporal_conv3d
 
     if strides != (1, 1, 1):
+        from tfsts.layers.backend_kernels import conv2d_padded
+
+        def temporal_view_conv(x, k, st):
+            b, t, h, w, c = x.shape
+            pt = (k.shape[0] - 1) // 2
+            y = conv2d_padded(ops.reshape(x, (b, t, h * w, c)), ops.reshape(k, (k.shape[0], 1, c, -1)), (st, 1), ((pt, pt), (0, 0)))
+            return ops.reshape(y, (b, -1, h, w, k.shape[-1]))
+
         def padded_conv3d(x, k):
             x, padding = pad_symmetric(x, k.shape[:3], strides)
             return ops.conv(x, k, strides=strides, padding=padding)
@@ -59,7 +68,8 @@ def formulations(kernel_shape, frames: int, strides=(1, 1, 1)) -> dict:
         return {
             "frames-as-channels": lambda x, k: dense_conv3d_as_2d(x, k, strides),
             "Conv3D": padded_conv3d,
-            "[T, H*W] conv, own padding": lambda x, k: strided_temporal_conv(x, k, strides[0]),
+            "[T, H*W] conv, own padding, TF's gradients": lambda x, k: temporal_view_conv(x, k, strides[0]),
+            "[T, H*W] conv, own padding, GEMM gradients": lambda x, k: strided_temporal_conv(x, k, strides[0]),
         }
     out = {
         "frames-as-channels": lambda x, k: dense_conv3d_as_2d(x, k, (1, 1, 1)),
@@ -89,7 +99,7 @@ def picked(kernel_shape, frames: int, strides=(1, 1, 1)) -> str:
     if frames == 1 and kt > 1:
         return "centre tap"
     if any(op.type == "Conv2D" and op.get_attr("padding") == b"EXPLICIT" for op in graph.get_operations()):
-        return "[T, H*W] conv, own padding"
+        return "[T, H*W] conv, own padding, " + ("GEMM gradients" if "IdentityN" in types else "TF's gradients")
     if "Conv3D" in types:
         return "Conv3D, GEMM kernel grad" if "IdentityN" in types else "Conv3D"
     return "frames-as-channels"

@@ -127,16 +127,16 @@ from keras import ops
 from tfsts.layers import STSConv3D
 
 worst = 0.0
-for kernel_size, c, frames in json.loads(sys.argv[1]):
+for kernel_size, c, frames, strides in json.loads(sys.argv[1]):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, frames, 6, 5, c)).astype("float32")
     kernel = rng.normal(size=(*kernel_size, c, 4)).astype("float32")
-    layer = STSConv3D(4, kernel_size, sts=False)
+    layer = STSConv3D(4, kernel_size, strides=strides, sts=False)
     layer.build(x.shape)
     pads = [(0, 0)] + [(k // 2, k // 2) for k in kernel_size] + [(0, 0)]
-    upstream = rng.normal(size=(2, frames, 6, 5, 4)).astype("float32")
+    upstream = rng.normal(size=layer.compute_output_shape(x.shape)).astype("float32")
     ours = lambda x, k: ops.sum(layer._plain(x, k) * upstream)
-    plain = lambda x, k: ops.sum(ops.conv(ops.pad(x, pads), k, padding="valid") * upstream)
+    plain = lambda x, k: ops.sum(ops.conv(ops.pad(x, pads), k, strides=strides, padding="valid") * upstream)
     for g_ours, g_plain in zip(jax.grad(ours, (0, 1))(x, kernel), jax.grad(plain, (0, 1))(x, kernel)):
         worst = max(worst, float(np.abs(g_ours - g_plain).max() / np.abs(g_plain).max()))
 print(worst)
@@ -144,9 +144,13 @@ print(worst)
 
 
 def test_plain_conv_gradients_under_jax():
-    """The plain conv's formulations, the custom-gradient temporal conv among them, give
-    JAX's autodiff of a plain padded conv (relative max error <= 1e-5)."""
-    cases = [((3, 1, 1), 128, 5), ((5, 1, 1), 128, 7), ((3, 1, 1), 8, 5), ((3, 3, 3), 16, 4)]
+    """The plain conv's formulations, the custom-gradient temporal convs among them (stride 1;
+    strided, over frame phases), give JAX's autodiff of a plain padded conv (relative max
+    error <= 1e-5)."""
+    stride_1 = (1, 1, 1)
+    cases = [((3, 1, 1), 128, 5, stride_1), ((5, 1, 1), 128, 7, stride_1), ((3, 1, 1), 8, 5, stride_1),
+             ((3, 3, 3), 16, 4, stride_1), ((3, 1, 1), 16, 6, (2, 1, 1)), ((3, 1, 1), 16, 5, (2, 1, 1)),
+             ((3, 1, 1), 16, 8, (4, 1, 1))]
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     result = subprocess.run([sys.executable, "-c", _CONV_GRADIENT_SCRIPT, json.dumps(cases)],
                             capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
@@ -195,6 +199,7 @@ STS_CASES = [
     ("b_convs", dict(filters=8, kernel_size=(3, 1, 1)), (2, 3, 4, 5, 16)),
     ("b_rowcol", dict(filters=8, kernel_size=(3, 1, 1), sts_variant="rowcol"), (2, 3, 4, 5, 16)),
     ("c", dict(filters=8, kernel_size=(3, 1, 1), strides=(2, 1, 1)), (2, 5, 4, 5, 16)),
+    ("c_even_frames", dict(filters=8, kernel_size=(3, 1, 1), strides=(2, 1, 1)), (2, 6, 4, 5, 16)),
 ]
 
 

@@ -175,6 +175,10 @@ PLAIN_CASES = [
     ((3, 3, 3), (2, 2, 2), 1, 16, 4, 5),
     ((3, 1, 1), (1, 1, 1), 1, 16, 8, 5),  # temporal, < 128 channels: native Conv3D
     ((3, 1, 1), (2, 1, 1), 1, 16, 8, 5),  # ... strided: a conv over [T, H * W], its own padding (odd T)
+    ((3, 1, 1), (2, 1, 1), 1, 16, 8, 6),  # ... T a multiple of the stride: GEMM gradients over frame phases
+    ((5, 1, 1), (2, 1, 1), 1, 16, 4, 8),
+    ((3, 1, 1), (3, 1, 1), 1, 16, 4, 9),
+    ((3, 1, 1), (4, 1, 1), 1, 16, 4, 8),  # a phase no tap reads: zero gradient there
     ((3, 1, 1), (1, 1, 1), 1, 8, 4, 5),  # temporal, < 16 channels: one GEMM over the taps
     ((3, 1, 1), (1, 1, 1), 1, 128, 4, 5),  # temporal, >= 128: Conv3D, GEMM kernel gradient
     ((5, 1, 1), (1, 1, 1), 1, 128, 6, 7),
@@ -351,17 +355,27 @@ def test_gradients_match_finite_differences(case_kwargs, shape):
         np.testing.assert_allclose(grad_k.ravel()[i], (values[0] - values[1]) / (2 * eps), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("strides", [(1, 1, 1), (1, 2, 2)])
-def test_case_a_float32_graph_gradients_equal_float64_eager(strides):
+@pytest.mark.parametrize(
+    "case_kwargs,shape",
+    [
+        (dict(filters=16, kernel_size=3, groups=16), (2, 3, 8, 12, 16)),
+        (dict(filters=16, kernel_size=3, groups=16, strides=(1, 2, 2)), (2, 3, 8, 12, 16)),
+        (dict(filters=8, kernel_size=(3, 1, 1)), (2, 3, 4, 5, 16)),
+        # case C on an even number of frames: the motion half's GEMM gradients over frame phases
+        (dict(filters=8, kernel_size=(3, 1, 1), strides=(2, 1, 1)), (2, 6, 4, 5, 16)),
+    ],
+)
+def test_float32_graph_gradients_equal_float64_eager(case_kwargs, shape):
     """In a tf.function in float32, TF rewrites the depthwise convs (and `depthwise_conv1d`'s
-    custom gradient) to its oneDNN kernels, which the eager float64 run does not use: the
-    gradients agree (the finite differences above check the float64 sums)."""
-    shape = (2, 3, 8, 12, 16)
+    custom gradient) to its oneDNN kernels, and cases B and C take each branch's native conv
+    and (case C) `strided_temporal_conv`'s GEMM gradients, none of which the eager float64 run
+    uses (tap products, frames as channels): the gradients agree (the finite differences above
+    check the float64 sums)."""
     x64 = RNG.normal(size=shape)
-    weights = RNG.normal(size=(1, *STSConv3D(16, 3, groups=16, strides=strides).compute_output_shape(shape)[1:]))
+    weights = RNG.normal(size=(1, *STSConv3D(**case_kwargs).compute_output_shape(shape)[1:]))
     grads = {}
     for dtype, run in (("float64", lambda f: f), ("float32", tf.function)):
-        layer = STSConv3D(16, 3, groups=16, strides=strides, dtype=dtype)
+        layer = STSConv3D(dtype=dtype, **case_kwargs)
         layer.build(shape)
         if dtype == "float32":
             layer.kernel.assign(grads["kernel"].astype("float32"))

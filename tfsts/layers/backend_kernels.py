@@ -65,11 +65,11 @@ def conv2d_padded(x, kernel, strides: tuple[int, int], pads: tuple[tuple[int, in
     zero padding of H and W: `ops.pad` then a 'valid' `ops.conv` on every other backend.
 
     On TensorFlow the padding is the conv's own (`tf.nn.conv2d`'s explicit paddings), with
-    no Pad op and no Slice in the gradient: R(2+1)D's strided 3 x 1 x 1 temporal conv
-    (2x8x56x56x230 -> 128, as a 3 x 1 conv over frames of 3,136 positions) takes 72
-    against 104 ms for the training step of the same sums as stacked taps and a Conv2D,
-    and 123 ms with a Pad (benchmarks/bench_convs.py). Not a general win: for spatial
-    3 x 3 convs TF's explicit-padding gradient kernels are slower than Pad + 'valid'.
+    no Pad op and no Slice in the gradient: R(2+1)D-34's strided 3 x 1 x 1 temporal conv
+    (2x8x56x56x230 -> 128, as a 3 x 1 conv over clips of 8 x 3,136 positions) takes 69
+    against 111 ms for the training step of the same sums as stacked taps and a Conv2D, and
+    187 ms as a padded Conv3D (benchmarks/bench_convs.py). Not a general win: for spatial
+    3 x 3 convs TF's explicit-padding gradient kernels (Eigen's) are slower than Pad + 'valid'.
     """
     if keras.backend.backend() != "tensorflow":
         x = ops.pad(x, [(0, 0), *pads, (0, 0)])
