@@ -506,7 +506,7 @@ def temporal_conv3d(x, kernel):
     return conv(x, kernel)
 
 
-def strided_temporal_conv(x, kernel, temporal_stride: int):
+def strided_temporal_conv(x, kernel, temporal_stride: int, kept_frame_branches: Sequence[tuple[int, TapOrder]] = ()):
     """A kt x 1 x 1 conv with temporal stride (spatial stride 1), symmetric padding.
 
     Forward: a kt x 1 conv with stride (st, 1) over each clip laid out as [T, H * W] (a free
@@ -521,51 +521,98 @@ def strided_temporal_conv(x, kernel, temporal_stride: int):
     res3, 7.9 against 9.2 at res4, 66.4 against 68.8 at R(2+1)D-34's res3 at 224 px
     (benchmarks/bench_convs.py).
 
+    kept_frame_branches: STS case C. The first sum(filters) output channels are instead
+    `shifted_tap_conv`'s stride-1 taps along each branch's order on the kept frames (phase 0,
+    frames 0, st, 2 st, ...), which is P_0: the same Split feeds their forward, and their
+    gradients join phase 0's GEMMs (no copy of the kept frames, no Pad of their input
+    gradient, no sum of two input gradients). Float32 with each branch's native conv only.
+
     x: [B, T, H, W, C]; kernel: [kt, 1, 1, C, O].
     """
     kt, c, o = int(kernel.shape[0]), int(kernel.shape[3]), int(kernel.shape[4])
     st, pt = temporal_stride, (kt - 1) // 2
     frames = int(x.shape[1])
     t_out = conv_output_length(frames, kt, st)
+    sizes = [filters for filters, _ in kept_frame_branches]
+    orders = [order for _, order in kept_frame_branches]
+    o_kept = sum(sizes)
+    o_mot = o - o_kept
 
-    def forward(x, kernel):
+    def strided(x, kernel):
         shape = ops.shape(x)
         clips = ops.reshape(x, (-1, frames, shape[2] * shape[3], c))
-        y = conv2d_padded(clips, ops.reshape(kernel, (kt, 1, c, o)), (st, 1), ((pt, pt), (0, 0)))
-        return ops.reshape(y, (-1, t_out, shape[2], shape[3], o))
+        y = conv2d_padded(clips, ops.reshape(kernel, (kt, 1, c, o_mot)), (st, 1), ((pt, pt), (0, 0)))
+        return ops.reshape(y, (-1, t_out, shape[2], shape[3], o_mot))
+
+    def kept_frame_taps(kept, kernel):
+        cuts = [sum(sizes[: i + 1]) for i in range(len(sizes) - 1)]
+        kernels = ops.split(kernel, cuts, axis=-1) if cuts else [kernel]
+        outs = [order.conv(kept, k) for k, order in zip(kernels, orders)]
+        return ops.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]
 
     if frames % st or t_out != frames // st:
-        return forward(x, kernel)
+        if not kept_frame_branches:
+            return strided(x, kernel)
+        k_kept, k_mot = ops.split(kernel, [o_kept], axis=-1)
+        kept = slice_axis(x, 1, 0, t_out, st)
+        return ops.concatenate([shifted_tap_conv(kept, k_kept, kept_frame_branches), strided(x, k_mot)], axis=-1)
     phases: dict[int, list[tuple[int, int]]] = {}  # r -> [(j, q_j)]
     for j in range(kt):
         q, r = divmod(j - pt, st)
         phases.setdefault(r, []).append((j, q))
 
+    def phase_parts(x):
+        shape = ops.shape(x)
+        return ops.split(ops.reshape(x, (-1, t_out, st, shape[2] * shape[3], c)), st, axis=2)
+
     @ops.custom_gradient
     def conv(x, kernel):
+        shape = ops.shape(x)
+        parts = phase_parts(x) if kept_frame_branches else None
+        k_kept, k_mot = ops.split(kernel, [o_kept], axis=-1) if kept_frame_branches else (None, kernel)
+        y = strided(x, k_mot)
+        if kept_frame_branches:
+            kept = ops.reshape(parts[0], (-1, t_out, shape[2], shape[3], c))
+            y = ops.concatenate([kept_frame_taps(kept, k_kept), y], axis=-1)
+
         def grad(*args, upstream=None):  # upstream: the torch backend's keyword
             dy = args[0] if upstream is None else upstream
-            shape = ops.shape(x)
             positions = shape[2] * shape[3]
-            parts = ops.split(ops.reshape(x, (-1, t_out, st, positions, c)), st, axis=2)
-            taps = [ops.reshape(take_axis(kernel, 0, j), (c, o)) for j in range(kt)]
-            dks, dxs = [None] * kt, []
+            pieces = parts if parts is not None else phase_parts(x)
+            taps = [ops.reshape(take_axis(k_mot, 0, j), (c, o_mot)) for j in range(kt)]
+            dy_kept = None
+            if kept_frame_branches:
+                dy_kept, dy = ops.split(dy, [o_kept], axis=-1)
+                channels = [(sum(sizes[:i]), size) for i, size in enumerate(sizes)] if len(sizes) > 1 else [None]
+                dtaps_kept = ops.reshape(_shifted_back(dy_kept, list(zip(channels, [b.shift for b in orders])), kt), (-1, kt * o_kept))
+            dks, dxs, dk_kept = [None] * kt, [], None
             for r in range(st):
                 reads = phases.get(r, [])
                 if not reads:
-                    dxs.append(ops.zeros_like(parts[r]))
+                    dxs.append(ops.zeros_like(pieces[r]))
                     continue
-                d = ops.concatenate([temporal_shift(dy, -q) for _, q in reads], axis=-1) if len(reads) > 1 else temporal_shift(dy, -reads[0][1])
-                d = ops.reshape(d, (-1, len(reads) * o))
-                k_r = ops.concatenate([taps[j] for j, _ in reads], axis=-1) if len(reads) > 1 else taps[reads[0][0]]
+                ds = [ops.reshape(temporal_shift(dy, -q), (-1, o_mot)) for _, q in reads]
+                ks = [taps[j] for j, _ in reads]
+                if r == 0 and dy_kept is not None:
+                    ds.append(dtaps_kept)
+                    ks.append(ops.reshape(tap_matrix(k_kept), (c, kt * o_kept)))
+                d = ops.concatenate(ds, axis=-1) if len(ds) > 1 else ds[0]
+                k_r = ops.concatenate(ks, axis=-1) if len(ks) > 1 else ks[0]
                 dxs.append(ops.reshape(ops.matmul(d, ops.transpose(k_r)), (-1, t_out, 1, positions, c)))
-                dk_r = ops.matmul(ops.transpose(ops.reshape(parts[r], (-1, c))), d)
-                for (j, _), dk_j in zip(reads, ops.split(dk_r, len(reads), axis=-1) if len(reads) > 1 else [dk_r]):
+                dk_r = ops.matmul(ops.transpose(ops.reshape(pieces[r], (-1, c))), d)
+                widths = [o_mot] * len(reads) + ([kt * o_kept] if len(ds) > len(reads) else [])
+                dk_parts = ops.split(dk_r, [sum(widths[: i + 1]) for i in range(len(widths) - 1)], axis=-1) if len(widths) > 1 else [dk_r]
+                for (j, _), dk_j in zip(reads, dk_parts):
                     dks[j] = dk_j
+                if len(widths) > len(reads):
+                    dk_kept = ops.transpose(ops.reshape(dk_parts[-1], (c, kt, o_kept)), (1, 0, 2))
             dx = ops.concatenate(dxs, axis=2) if st > 1 else dxs[0]
-            return ops.reshape(dx, shape), ops.reshape(ops.stack(dks), (kt, 1, 1, c, o))
+            dk = ops.stack(dks)
+            if dk_kept is not None:
+                dk = ops.concatenate([dk_kept, dk], axis=-1)
+            return ops.reshape(dx, shape), ops.reshape(dk, (kt, 1, 1, c, o))
 
-        return forward(x, kernel), grad
+        return y, grad
 
     return conv(x, kernel)
 
@@ -843,11 +890,10 @@ class STSConv3D(keras.layers.Layer):
         if st == 1:
             return shifted_tap_conv(x, kernel, [*appearance, (self.filters - 2 * quarter, TEMPORAL)])
         # Strided over time; the appearance convs see only the kept frames.
-        k_appearance, k_motion = ops.split(kernel, [2 * quarter], axis=-1)
         if self._native(x):
-            motion = strided_temporal_conv(x, k_motion, st)
-        else:
-            motion = dense_conv3d_as_2d(x, k_motion, self.strides)
+            return strided_temporal_conv(x, kernel, st, appearance)
+        k_appearance, k_motion = ops.split(kernel, [2 * quarter], axis=-1)
+        motion = dense_conv3d_as_2d(x, k_motion, self.strides)
         x = slice_axis(x, 1, 0, -(-int(x.shape[1]) // st), st)
         return ops.concatenate([shifted_tap_conv(x, k_appearance, appearance), motion], axis=-1)
 
