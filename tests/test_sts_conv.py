@@ -1,6 +1,7 @@
 """STSConv3D: hand-checked values, a NumPy oracle for cases A/B/C, the plain-conv
 identity, gradients, serialisation, compilation, precision and distribution."""
 
+import logging
 import os
 
 import keras
@@ -509,3 +510,38 @@ def test_mirrored_strategy_training_step():
     assert np.isfinite(loss.numpy())
     after = model.get_weights()
     assert all(not np.allclose(a, b) for a, b in zip(before, after))
+
+
+def _formulations():
+    from tfsts.layers import sts_conv
+
+    appearance = [(2, sts_conv.RASTER), (2, sts_conv.COLUMN_RASTER)]
+    return {
+        "strided_temporal_conv": lambda x, k: sts_conv.strided_temporal_conv(x, k, 2),
+        "strided_temporal_conv, case C": lambda x, k: sts_conv.strided_temporal_conv(x, k, 2, appearance),
+        "shifted_tap_conv, case B": lambda x, k: sts_conv.shifted_tap_conv(x, k, [*appearance, (4, sts_conv.TEMPORAL)]),
+        "temporal_conv3d": sts_conv.temporal_conv3d,
+        "dense_conv3d_as_2d": lambda x, k: sts_conv.dense_conv3d_as_2d(x, k, (2, 1, 1)),
+    }
+
+
+@pytest.mark.parametrize("name", list(_formulations()))
+def test_autograph_converts_every_formulation(name, caplog):
+    """The module's conv functions called inside a user's tf.function (as the benchmarks call
+    them) are converted by AutoGraph, custom gradients included; where AutoGraph cannot convert
+    one (a variable annotation in a converted closure did that), TF logs a warning to every
+    such caller and runs the code unconverted."""
+    conv = _formulations()[name]
+    x = tf.constant(RNG.normal(size=(2, 6, 4, 5, 16)).astype("float32"))
+    kernel = tf.Variable(RNG.normal(size=(3, 1, 1, 16, 8)).astype("float32"))
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(conv(x, kernel))
+        return tape.gradient(loss, [x, kernel])
+
+    with caplog.at_level(logging.WARNING):
+        step()
+    assert not [r.getMessage() for r in caplog.records if "AutoGraph" in r.getMessage()]

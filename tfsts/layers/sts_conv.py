@@ -556,7 +556,7 @@ def strided_temporal_conv(x, kernel, temporal_stride: int, kept_frame_branches: 
         k_kept, k_mot = ops.split(kernel, [o_kept], axis=-1)
         kept = slice_axis(x, 1, 0, t_out, st)
         return ops.concatenate([shifted_tap_conv(kept, k_kept, kept_frame_branches), strided(x, k_mot)], axis=-1)
-    phases: dict[int, list[tuple[int, int]]] = {}  # r -> [(j, q_j)]
+    phases = {}  # r -> [(j, q_j)]: the taps that read frames of phase r (no annotation: AutoGraph converts this scope)
     for j in range(kt):
         q, r = divmod(j - pt, st)
         phases.setdefault(r, []).append((j, q))
