@@ -517,9 +517,9 @@ def strided_temporal_conv(x, kernel, temporal_stride: int, kept_frame_branches: 
     D_r the upstream gradient shifted by -q_j for each tap of phase r, side by side,
     dK_j = P_r^T D_r and dx_r = D_r K_r^T. TF's own gradients of the explicitly padded conv
     are Eigen kernels (at R(2+1)D-34's res3, 2x8x56x56x230 -> 128, its kernel gradient alone
-    took 32 ms of the 67 in a profile): training step 15.4 against 17.0 ms at R(2+1)D-18's
-    res3, 7.9 against 9.2 at res4, 66.4 against 68.8 at R(2+1)D-34's res3 at 224 px
-    (benchmarks/bench_convs.py).
+    took 32 ms of the 67 in a profile): training step 17.1 against 18.2 ms at R(2+1)D-18's
+    res3, 8.7 against 9.4 at res4, and within the noise at R(2+1)D-34's res3 at 224 px (72.5
+    against 69.3 and 66.4 against 68.8 in two runs; benchmarks/bench_convs.py).
 
     kept_frame_branches: STS case C. The first sum(filters) output channels are instead
     `shifted_tap_conv`'s stride-1 taps along each branch's order on the kept frames (phase 0,
