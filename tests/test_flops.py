@@ -104,13 +104,20 @@ def test_count_macs_equals_the_conv_and_matmul_ops_tf_runs(name, shape, kwargs):
 
 
 def padding_tap_macs(model: keras.Model) -> int:
-    """The MACs flops counts that tfsts does not run: a plain conv with kt > 1 taps on a
-    one-frame input evaluates its centre tap only (the others read zero padding)."""
+    """The MACs flops counts that tfsts does not run, all products with zero padding: a plain
+    conv with kt > 1 taps on a one-frame input evaluates its centre tap only; STS case A's
+    motion half runs each side tap on the T - 1 frames it reads (`motion_side_taps`), so the
+    first frame's tap 0 and the last frame's tap 2 (3x3 taps per output) are not run."""
     skipped = 0
     for layer in model.layers:
-        if isinstance(layer, STSConv3D) and not layer.sts and layer.kernel_size[0] > 1 and layer.input.shape[1] == 1:
+        if not isinstance(layer, STSConv3D):
+            continue
+        if not layer.sts and layer.kernel_size[0] > 1 and layer.input.shape[1] == 1:
             kt = layer.kernel_size[0]
             skipped += layer.count_macs(layer.input.shape) * (kt - 1) // kt
+        if layer.sts and layer.resolved_case == "A":
+            _, _, h_out, w_out, filters = layer.output.shape
+            skipped += 2 * h_out * w_out * (filters // 2) * 9
     return skipped
 
 
