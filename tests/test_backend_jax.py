@@ -12,10 +12,15 @@ became 20-30 % differences in single stem-gradient entries, 1e-3 to 1e-2 relativ
 update differences, while logits and loss agreed to 1e-6).
 
 Tolerances (float32, different conv / matmul kernels, so sums run in another
-order), all relative: logits max|jax - tf| <= 1e-4 * max|tf|; the training step's
+order), all relative: logits max|jax - tf| <= 1e-4 * max|tf|, or, where not, JAX's
+logits no further from TF's float64 logits (same weights) than twice TF's float32 ones
+are: X3D-S with perturbed BN reaches logits of 1e4 and amplifies float32 rounding to
+0.6-1.9e-4 of that on both backends (measured against float64 with this stop's and the
+previous stop's STS case A code, whose sums run in another order); the training step's
 loss (BN on batch statistics) within 1e-3; the step's weight update (all weights,
 BN statistics included, as one vector) within 1e-3 in L2 norm, and not zero.
-Measured here (batch 4, every family): logits <= 5.3e-5 (X3D; the others <= 2.8e-6),
+Measured here (batch 4, every family): logits <= 5.3e-5 (X3D; the others <= 2.8e-6; X3D
+1.3e-4 after STS case A's sums were reordered, against float64 TF 1.9e-4 and JAX 6.2e-5),
 loss <= 7.1e-6 (SlowOnly), update <= 2.2e-4 (CSN; SlowFast 1.9e-4, SlowOnly 1.4e-4,
 the others <= 2.4e-5), measured before tfsts.layers.BatchNorm took the analytic BN gradient (the
 tolerances still hold). About 8-10 min on a quiet 2-core machine: slow.
@@ -62,10 +67,19 @@ from tfsts import models
 
 workdir, families = sys.argv[1], json.loads(sys.argv[2])
 backend = keras.backend.backend()
+float64 = len(sys.argv) > 3 and sys.argv[3] == "float64"  # the logits only, from the saved weights
+if float64:
+    keras.config.set_floatx("float64")
 for family, (name, shape, overrides) in families.items():
     keras.utils.set_random_seed(0)
     model = models.build_model(name, 5, input_shape=tuple(shape), dropout=0.0, **overrides)
     weights_file = f"{workdir}/{family}.weights.h5"
+    if float64:
+        model.load_weights(weights_file)
+        x = np.random.default_rng(0).uniform(0, 255, (4, *shape))
+        np.savez(f"{workdir}/{family}.float64.npz", logits=keras.ops.convert_to_numpy(model(x, training=False)))
+        print(family, "float64 ok", flush=True)
+        continue
     if backend == "tensorflow":  # the reference side: perturb BN, then save
         rng = np.random.default_rng(1)
         for layer in model.layers:
@@ -95,10 +109,10 @@ for family, (name, shape, overrides) in families.items():
 LOGITS_TOL, LOSS_TOL, UPDATE_TOL = 1e-4, 1e-3, 1e-3
 
 
-def _run(backend: str, workdir: Path, families: dict) -> None:
+def _run(backend: str, workdir: Path, families: dict, *extra: str) -> None:
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu"}
     result = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(workdir), json.dumps(families)],
+        [sys.executable, "-c", _SCRIPT, str(workdir), json.dumps(families), *extra],
         capture_output=True, text=True, cwd=REPO, env=env, timeout=3000,
     )
     assert result.returncode == 0, f"{backend} side failed:\n{result.stderr[-6000:]}"
@@ -108,16 +122,32 @@ def _run(backend: str, workdir: Path, families: dict) -> None:
 def test_every_family_gives_tensorflows_outputs_and_step_under_jax(tmp_path):
     _run("tensorflow", tmp_path, FAMILIES)
     _run("jax", tmp_path, FAMILIES)
+
+    def relative(a, b):
+        return np.abs(a - b).max() / np.abs(b).max()
+
+    logits = {f: relative(np.load(tmp_path / f"{f}.jax.npz")["logits"], np.load(tmp_path / f"{f}.tensorflow.npz")["logits"])
+              for f in FAMILIES}
+    beyond = {f: FAMILIES[f] for f, error in logits.items() if not error <= LOGITS_TOL}
+    rounding = {}
+    if beyond:  # float32 rounding or a real difference? Both backends against TF in float64.
+        _run("tensorflow", tmp_path, beyond, "float64")
+        for f in beyond:
+            truth = np.load(tmp_path / f"{f}.float64.npz")["logits"]
+            rounding[f] = (relative(np.load(tmp_path / f"{f}.tensorflow.npz")["logits"], truth),
+                           relative(np.load(tmp_path / f"{f}.jax.npz")["logits"], truth))
     problems = []
     for family in FAMILIES:
         tf_side = np.load(tmp_path / f"{family}.tensorflow.npz")
         jax_side = np.load(tmp_path / f"{family}.jax.npz")
-        logits = np.abs(jax_side["logits"] - tf_side["logits"]).max() / np.abs(tf_side["logits"]).max()
+        tf_error, jax_error = rounding.get(family, (0.0, 0.0))
+        logits_ok = logits[family] <= LOGITS_TOL or jax_error <= 2 * tf_error
         loss = abs(float(jax_side["loss"]) - float(tf_side["loss"])) / abs(float(tf_side["loss"]))
         update_tf, update_jax = tf_side["update"], jax_side["update"]
         update = np.linalg.norm(update_jax - update_tf) / np.linalg.norm(update_tf)
-        if not (logits <= LOGITS_TOL and loss <= LOSS_TOL and update <= UPDATE_TOL and np.linalg.norm(update_tf) > 0):
-            problems.append(f"{family}: logits {logits:.1e}, loss {loss:.1e}, update {update:.1e} (relative)")
+        if not (logits_ok and loss <= LOSS_TOL and update <= UPDATE_TOL and np.linalg.norm(update_tf) > 0):
+            problems.append(f"{family}: logits {logits[family]:.1e} (against float64: TF {tf_error:.1e}, JAX "
+                            f"{jax_error:.1e}), loss {loss:.1e}, update {update:.1e} (relative)")
     assert not problems, "JAX differs from TensorFlow:\n" + "\n".join(problems)
 
 _CONV_GRADIENT_SCRIPT = r'''
