@@ -373,21 +373,33 @@ RASTER = TapOrder(raster_shift, raster_conv)
 COLUMN_RASTER = TapOrder(column_raster_shift, column_raster_conv)
 
 
-def _shifted_back(dy, branches: Sequence[tuple[tuple[int, int] | None, Callable]], kt: int):
+def _shifted_back(dy, branches: Sequence[tuple[int, TapOrder]], kt: int):
     """The upstream gradients of the taps of sum_j shift(tap_j, j - pad), each branch's
     channels of dy shifted by pad - j (a shift's adjoint is the opposite shift), side by side
-    as [..., kt * O] (tap-major, then the branches' channels): one concatenation, not a stack
+    as [N, kt * O] (tap-major, then the branches' channels): one concatenation, not a stack
     per branch and a concatenation of those. Tap pad's block is dy itself.
 
-    branches: (channels, shift) per branch; channels (start, size), None for all of dy."""
+    branches: (filters, order) per group of dy's channels, in order (`shifted_tap_conv`)."""
     pad = (kt - 1) // 2
+    starts = [sum(filters for filters, _ in branches[:i]) for i in range(len(branches))]
+    channels = [(start, filters) for start, (filters, _) in zip(starts, branches)] if len(branches) > 1 else [None]
     pieces = []
     for j in range(kt):
         if j == pad:
             pieces.append(dy)
         else:
-            pieces.extend(shift(dy, pad - j, channels) for channels, shift in branches)
-    return ops.concatenate(pieces, axis=-1) if len(pieces) > 1 else pieces[0]
+            pieces.extend(order.shift(dy, pad - j, kept) for kept, (_, order) in zip(channels, branches))
+    dtaps = ops.concatenate(pieces, axis=-1) if len(pieces) > 1 else pieces[0]
+    return ops.reshape(dtaps, (-1, int(dtaps.shape[-1])))
+
+
+def _branch_convs(x, kernel, branches: Sequence[tuple[int, TapOrder]]):
+    """Each branch's output channels of a [kt, 1, 1, C, O] kernel as its order's `conv` (the
+    backend's conv ops), side by side."""
+    cuts = [sum(filters for filters, _ in branches[: i + 1]) for i in range(len(branches) - 1)]
+    kernels = ops.split(kernel, cuts, axis=-1) if cuts else [kernel]
+    outs = [order.conv(x, k) for k, (_, order) in zip(kernels, branches)]
+    return ops.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]
 
 
 def _tap_kernel_gradient(x, dtaps, kt: int):
@@ -443,15 +455,14 @@ def shifted_tap_conv(x, kernel, branches: Sequence[tuple[int, TapOrder]]):
     def conv(x, kernel):
         taps = tap_matrix(kernel)
         if native:
-            outs = [order.conv(x, k) for k, order in zip(split(kernel), orders)]
+            y = _branch_convs(x, kernel, branches)
         else:
             outs = [tap_sum(x, t, order.shift) for t, order in zip(split(taps), orders)]
-        y = ops.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]
+            y = ops.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]
 
         def grad(*args, upstream=None):  # upstream: the torch backend's keyword
             dy = args[0] if upstream is None else upstream
-            channels = [(start, size) for start, size in zip([0, *cuts], sizes)] if cuts else [None]
-            dtaps = ops.reshape(_shifted_back(dy, list(zip(channels, [order.shift for order in orders])), kt), (-1, kt * o))
+            dtaps = _shifted_back(dy, branches, kt)
             dx = ops.matmul(dtaps, ops.transpose(ops.reshape(taps, (c, kt * o))))
             return ops.reshape(dx, ops.shape(x)), _tap_kernel_gradient(x, dtaps, kt)
 
@@ -498,7 +509,7 @@ def temporal_conv3d(x, kernel):
         def grad(*args, upstream=None):  # upstream: the torch backend's keyword
             dy = args[0] if upstream is None else upstream
             dx = ops.conv_transpose(dy, kernel, strides=1, padding="same")
-            dtaps = ops.reshape(_shifted_back(dy, [(None, temporal_shift)], kt), (-1, kt * o))
+            dtaps = _shifted_back(dy, [(o, TEMPORAL)], kt)
             return dx, _tap_kernel_gradient(x, dtaps, kt)
 
         return ops.conv(x, kernel, strides=1, padding="same"), grad
@@ -533,9 +544,7 @@ def strided_temporal_conv(x, kernel, temporal_stride: int, kept_frame_branches: 
     st, pt = temporal_stride, (kt - 1) // 2
     frames = int(x.shape[1])
     t_out = conv_output_length(frames, kt, st)
-    sizes = [filters for filters, _ in kept_frame_branches]
-    orders = [order for _, order in kept_frame_branches]
-    o_kept = sum(sizes)
+    o_kept = sum(filters for filters, _ in kept_frame_branches)
     o_mot = o - o_kept
 
     def strided(x, kernel):
@@ -543,12 +552,6 @@ def strided_temporal_conv(x, kernel, temporal_stride: int, kept_frame_branches: 
         clips = ops.reshape(x, (-1, frames, shape[2] * shape[3], c))
         y = conv2d_padded(clips, ops.reshape(kernel, (kt, 1, c, o_mot)), (st, 1), ((pt, pt), (0, 0)))
         return ops.reshape(y, (-1, t_out, shape[2], shape[3], o_mot))
-
-    def kept_frame_taps(kept, kernel):
-        cuts = [sum(sizes[: i + 1]) for i in range(len(sizes) - 1)]
-        kernels = ops.split(kernel, cuts, axis=-1) if cuts else [kernel]
-        outs = [order.conv(kept, k) for k, order in zip(kernels, orders)]
-        return ops.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]
 
     if frames % st or t_out != frames // st:
         if not kept_frame_branches:
@@ -573,7 +576,7 @@ def strided_temporal_conv(x, kernel, temporal_stride: int, kept_frame_branches: 
         y = strided(x, k_mot)
         if kept_frame_branches:
             kept = ops.reshape(parts[0], (-1, t_out, shape[2], shape[3], c))
-            y = ops.concatenate([kept_frame_taps(kept, k_kept), y], axis=-1)
+            y = ops.concatenate([_branch_convs(kept, k_kept, kept_frame_branches), y], axis=-1)
 
         def grad(*args, upstream=None):  # upstream: the torch backend's keyword
             dy = args[0] if upstream is None else upstream
@@ -583,8 +586,7 @@ def strided_temporal_conv(x, kernel, temporal_stride: int, kept_frame_branches: 
             dy_kept = None
             if kept_frame_branches:
                 dy_kept, dy = ops.split(dy, [o_kept], axis=-1)
-                channels = [(sum(sizes[:i]), size) for i, size in enumerate(sizes)] if len(sizes) > 1 else [None]
-                dtaps_kept = ops.reshape(_shifted_back(dy_kept, list(zip(channels, [b.shift for b in orders])), kt), (-1, kt * o_kept))
+                dtaps_kept = _shifted_back(dy_kept, kept_frame_branches, kt)
             dks, dxs, dk_kept = [None] * kt, [], None
             for r in range(st):
                 reads = phases.get(r, [])
