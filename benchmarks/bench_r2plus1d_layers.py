@@ -75,7 +75,7 @@ def tfsts_steps():
             with tf.GradientTape() as tape:
                 if input_grad:
                     tape.watch(x)
-                y = layer(x)
+                y = layer(x, training=True)
                 loss = tf.reduce_sum(y * y)
             return tape.gradient(loss, [x, layer.kernel] if input_grad else [layer.kernel])
 

@@ -134,7 +134,7 @@ def main() -> None:
             def step():
                 with tf.GradientTape() as tape:
                     tape.watch(x)
-                    y = layer(x)
+                    y = layer(x, training=True)
                     loss = tf.reduce_sum(y * y)
                 return tape.gradient(loss, [x, layer.kernel])
 

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tests import reference_numpy as ref
 from tfsts.layers import STSConv3D
+from tfsts.layers.sts_conv import cuts_aligned_frames
 
 RNG = np.random.default_rng(0)
 
@@ -219,16 +220,50 @@ def test_plain_conv_gradients_equal_keras_conv3d(kernel_size, strides, groups, c
     pads = [[0, 0]] + [[k // 2, k // 2] for k in kernel_size] + [[0, 0]]
     upstream = tf.constant(RNG.normal(size=theirs.compute_output_shape((2, *pads_shape(x.shape, kernel_size)))).astype("float32"))
     grads = []
-    for layer, inputs in ((ours, lambda v: v), (theirs, lambda v: tf.pad(v, pads))):
+    calls = ((lambda v: ours(v, training=True), ours.kernel), (lambda v: theirs(tf.pad(v, pads)), theirs.kernel))
+    for call, kernel_variable in calls:
         with tf.GradientTape() as tape:
             tape.watch(x)
-            loss = tf.reduce_sum(layer(inputs(x)) * upstream)  # a random upstream gradient
-        grads.append([g.numpy() for g in tape.gradient(loss, [x, layer.kernel])])
+            loss = tf.reduce_sum(call(x) * upstream)  # a random upstream gradient
+        grads.append([g.numpy() for g in tape.gradient(loss, [x, kernel_variable])])
     for g_ours, g_theirs in zip(*grads):
         np.testing.assert_allclose(g_ours, g_theirs, rtol=1e-4, atol=1e-3 * np.abs(g_theirs).max())
     if frames == 1 and kernel_size[0] > 1:
         centre = kernel_size[0] // 2
         assert not np.delete(grads[0][1], centre, axis=0).any()
+
+
+@pytest.mark.parametrize("kernel_size,strides,batch,shape,views", [
+    ((3, 3, 3), (1, 1, 1), 2, (5, 8, 6, 6), True),
+    ((3, 3, 3), (1, 2, 2), 3, (4, 8, 6, 6), True),  # frames padded to 10 x 8 x 6
+    ((5, 3, 3), (1, 2, 2), 1, (6, 8, 8, 4), True),
+    ((3, 3, 3), (1, 1, 1), 2, (3, 7, 7, 6), False),  # 7 x 7 x 6 floats: not a multiple of 64 bytes
+    ((3, 3, 3), (2, 2, 2), 2, (5, 8, 6, 6), False),  # temporal stride: the training formulation
+])
+def test_depthwise_inference_formulation_equals_training_one(kernel_size, strides, batch, shape, views):
+    """A depthwise conv that does not train cuts its taps' frames along the first axis of a
+    flat padded tensor (`depthwise_conv3d_inference`) where those cuts are 64-byte aligned:
+    the same products and sums as the training formulation, so bit-identical outputs, at any
+    batch, under a tf.function with an unknown batch, and its (autodiff) gradients equal the
+    training one's."""
+    c = shape[-1]
+    assert views == (strides[0] == 1 and cuts_aligned_frames((batch, *shape), "float32", kernel_size, strides[1:]))
+    kernel = RNG.normal(size=(*kernel_size, 1, c)).astype("float32")
+    layer = _layer_with_kernel(kernel, shape, strides=strides, groups=c, sts=False)
+    x = tf.constant(RNG.normal(size=(batch, *shape)).astype("float32"))
+    outputs, grads = {}, {}
+    for training in (True, False):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outputs[training] = layer(x, training=training)
+            loss = tf.reduce_sum(outputs[training] ** 2)
+        grads[training] = tape.gradient(loss, [x, layer.kernel])
+    np.testing.assert_array_equal(outputs[False].numpy(), outputs[True].numpy())
+    np.testing.assert_allclose(outputs[False].numpy(), ref.conv_nd(x.numpy(), kernel, strides, c), atol=1e-4)
+    for a, b in zip(grads[False], grads[True]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5 * np.abs(b.numpy()).max())
+    dynamic = tf.function(lambda v: layer(v, training=False), input_signature=[tf.TensorSpec((None, *shape))])
+    np.testing.assert_array_equal(dynamic(x).numpy(), outputs[False].numpy())
 
 
 def test_plain_conv_equals_keras_conv3d_on_padded_input():

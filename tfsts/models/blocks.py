@@ -40,15 +40,23 @@ def clip_input(input_shape: Sequence[int], normalization: str | None):
     return inputs, x
 
 
-def batch_norm(x, name: str, epsilon: float = BN_EPSILON, gamma_zero: bool = False):
-    """The zoo's BN: `tfsts.layers.BatchNorm` (Keras' BN, with the analytic training gradient)."""
+def batch_norm(x, name: str, epsilon: float = BN_EPSILON, gamma_zero: bool = False, fused: bool = False):
+    """The zoo's BN: `tfsts.layers.BatchNorm` (Keras' BN, with the analytic training gradient);
+    `fused` where the conv before it runs as a Conv2D (`runs_as_conv2d`)."""
     return BatchNorm(
         axis=-1,
         epsilon=epsilon,
         momentum=BN_MOMENTUM,
         gamma_initializer="zeros" if gamma_zero else "ones",
+        fused=fused,
         name=name,
     )(x)
+
+
+def runs_as_conv2d(conv: STSConv3D) -> bool:
+    """Whether a conv always runs as one Conv2D over frames (plain, dense, one temporal tap):
+    TF's fused inference BN after it is folded into it (`BatchNorm(fused=True)`)."""
+    return not conv.sts and conv.groups == 1 and conv.kernel_size[0] == 1
 
 
 def conv_bn(
@@ -67,7 +75,7 @@ def conv_bn(
     gamma_zero: bool = False,
 ):
     """`{name}_conv` (an STSConv3D, plain unless `sts`), `{name}_bn`, `{name}_{activation}`."""
-    x = STSConv3D(
+    conv = STSConv3D(
         filters,
         kernel_size,
         strides=strides,
@@ -77,8 +85,8 @@ def conv_bn(
         sts_case=sts_case,
         sts_variant=sts_variant,
         name=f"{name}_conv",
-    )(x)
-    x = batch_norm(x, f"{name}_bn", epsilon=bn_epsilon, gamma_zero=gamma_zero)
+    )
+    x = batch_norm(conv(x), f"{name}_bn", epsilon=bn_epsilon, gamma_zero=gamma_zero, fused=runs_as_conv2d(conv))
     if activation is not None:
         x = keras.layers.Activation(activation, name=f"{name}_{activation}")(x)
     return x

@@ -118,7 +118,7 @@ def x3d_block(
     if in_width != out or spatial_stride != 1:
         shortcut = STSConv3D(out, 1, strides=strides, sts=False, name=f"{name}_0_conv")(x)
         if in_width != out:
-            shortcut = batch_norm(shortcut, f"{name}_0_bn", epsilon=BN_EPSILON)
+            shortcut = batch_norm(shortcut, f"{name}_0_bn", epsilon=BN_EPSILON, fused=True)  # after a 1x1x1 conv
     y = conv_bn(x, inner, 1, f"{name}_1", bn_epsilon=BN_EPSILON)
     y = conv_bn(
         y, inner, 3, f"{name}_2", strides=strides, groups=inner, activation=None,
