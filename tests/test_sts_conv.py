@@ -130,9 +130,11 @@ def test_case_a_rowcol_is_true_row_and_column_convs(t, h, w, c, stride):
     "t,h,w,c,o,tstride",
     [
         (1, 4, 4, 3, 4, 1), (4, 5, 3, 6, 8, 1), (6, 4, 6, 4, 8, 2), (5, 3, 3, 2, 12, 2), (8, 2, 5, 5, 4, 3),
-        # from 16 channels the forward is each branch's conv (`TapOrder.conv`), below it the tap
-        # products; frames of 1 and 2 rows are the column-raster conv's edge cases
+        # from 16 channels on frames of 256 positions or more (BRANCH_CONVS_MIN_POSITIONS) the
+        # forward is each branch's conv (`TapOrder.conv`), elsewhere the tap products; frames of
+        # 1 and 2 rows are the column-raster conv's edge cases
         (3, 4, 6, 16, 8, 1), (2, 1, 5, 16, 8, 1), (2, 2, 5, 16, 8, 1), (5, 3, 4, 20, 8, 2),
+        (3, 16, 16, 16, 8, 1), (2, 1, 256, 16, 8, 1), (2, 2, 128, 16, 8, 1),
     ],
 )
 def test_case_bc_matches_numpy(t, h, w, c, o, tstride):
@@ -143,7 +145,7 @@ def test_case_bc_matches_numpy(t, h, w, c, o, tstride):
     np.testing.assert_allclose(_run(layer, x), ref.sts_case_bc(x, kernel, tstride), atol=1e-4)
 
 
-@pytest.mark.parametrize("t,h,w,c,tstride", [(3, 4, 6, 4, 1), (3, 4, 6, 16, 1), (2, 1, 5, 16, 1), (5, 3, 4, 16, 2)])
+@pytest.mark.parametrize("t,h,w,c,tstride", [(3, 4, 6, 4, 1), (3, 4, 6, 16, 1), (2, 1, 5, 16, 1), (5, 3, 4, 16, 2), (2, 16, 16, 16, 1)])
 def test_case_bc_rowcol_is_row_column_and_temporal_convs(t, h, w, c, tstride):
     """sts_variant="rowcol": quarter 1 is a 1x1x3 conv along each row, quarter 2 a 1x3x1 conv
     down each column (zero padding, no wrap), on the kept frames; the rest the temporal conv."""
@@ -397,6 +399,7 @@ def test_gradients_match_finite_differences(case_kwargs, shape):
         (dict(filters=16, kernel_size=3, groups=16), (2, 3, 8, 12, 16)),
         (dict(filters=16, kernel_size=3, groups=16, strides=(1, 2, 2)), (2, 3, 8, 12, 16)),
         (dict(filters=8, kernel_size=(3, 1, 1)), (2, 3, 4, 5, 16)),
+        (dict(filters=8, kernel_size=(3, 1, 1)), (2, 3, 16, 16, 16)),  # frames of 256 positions: the branch convs
         # case C on an even number of frames: the motion half's GEMM gradients over frame phases
         (dict(filters=8, kernel_size=(3, 1, 1), strides=(2, 1, 1)), (2, 6, 4, 5, 16)),
     ],
@@ -404,7 +407,7 @@ def test_gradients_match_finite_differences(case_kwargs, shape):
 def test_float32_graph_gradients_equal_float64_eager(case_kwargs, shape):
     """In a tf.function in float32, TF rewrites the depthwise convs (and `depthwise_conv1d`'s
     custom gradient) to its oneDNN kernels, and cases B and C take each branch's native conv
-    and (case C) `strided_temporal_conv`'s GEMM gradients, none of which the eager float64 run
+    (on frames of 256 positions; the tap products on smaller ones) and (case C) `strided_temporal_conv`'s GEMM gradients, none of which the eager float64 run
     uses (tap products, frames as channels): the gradients agree (the finite differences above
     check the float64 sums)."""
     x64 = RNG.normal(size=shape)

@@ -484,7 +484,8 @@ def shifted_tap_conv(x, kernel, branches: Sequence[tuple[int, TapOrder]]):
     (SlowOnly res4's case B: 75 against 79 ms, benchmarks/bench_sts.py). The forward is each
     branch's `conv` (the backend's convs: no tap products written out, shifted and summed;
     R(2+1)D's res2 conv 0.89-0.93x the time of those) in float32 from
-    NATIVE_CONV3D_MIN_CHANNELS input channels, else the tap products x @ tap_j, shifted and
+    NATIVE_CONV3D_MIN_CHANNELS input channels on frames of BRANCH_CONVS_MIN_POSITIONS or more
+    positions (any frame for one branch), else the tap products x @ tap_j, shifted and
     summed (TF's CPU Conv3D is wrong in bfloat16 only in its kernel gradient, not used here).
 
     x: [B, T, H, W, C]; kernel: [kt, 1, 1, C, O], kt odd; the branches' filters sum to O.
@@ -500,7 +501,11 @@ def shifted_tap_conv(x, kernel, branches: Sequence[tuple[int, TapOrder]]):
     def split(t):
         return ops.split(t, cuts, axis=-1) if cuts else [t]
 
-    native = c >= NATIVE_CONV3D_MIN_CHANNELS and keras.backend.standardize_dtype(x.dtype) == "float32"
+    positions = None if x.shape[2] is None or x.shape[3] is None else int(x.shape[2]) * int(x.shape[3])
+    native = (
+        c >= NATIVE_CONV3D_MIN_CHANNELS and keras.backend.standardize_dtype(x.dtype) == "float32"
+        and (len(branches) == 1 or positions is None or positions >= BRANCH_CONVS_MIN_POSITIONS)
+    )
 
     def tap_sum(x, taps, shift):
         products = _tap_products(x, taps)
@@ -546,8 +551,16 @@ def shifted_tap_conv(x, kernel, branches: Sequence[tuple[int, TapOrder]]):
 #   an explicitly padded Conv3D makes Grappler's remapper fail on the training graph
 #   ("remapper failed: ... missing node .../Pad"), which then leaves the whole graph
 #   unfused (tests/test_models_graph.py).
+# - STS's branches (cases B and C at temporal stride 1, `shifted_tap_conv`) run the backend's
+#   convs per branch from NATIVE_CONV3D_MIN_CHANNELS input channels on frames of
+#   BRANCH_CONVS_MIN_POSITIONS or more positions; on smaller frames the column-raster conv's
+#   first and last rows (a matmul each) and three reads of x cost more than one GEMM of the
+#   tap products, shifted and summed: SlowOnly res4 (2x8x14x14x1024 -> 256) 1.00-1.01x the
+#   plain conv's training step against 1.03-1.06x, at 7 x 7 x 2048 0.98x against 1.09x; at
+#   28 x 28 the branch convs are faster (1.00 against 1.02x, R(2+1)D res3 1.14 against 1.21x).
 NATIVE_CONV3D_MIN_CHANNELS = 16
 GEMM_KERNEL_GRADIENT_MIN_CHANNELS = 128
+BRANCH_CONVS_MIN_POSITIONS = 256
 
 
 def temporal_conv3d(x, kernel):
