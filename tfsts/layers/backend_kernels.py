@@ -84,9 +84,10 @@ def batch_norm_inference(x, mean, variance, offset, scale, epsilon: float):
 
     On TensorFlow one FusedBatchNormV3 (is_training=False, the raw op: its Python wrapper
     raises epsilon to 1.001e-5) over x as [-1, H, W, C]: one pass over the activations where
-    `tf.nn.batch_normalization` takes two (a Mul and an Add). Conv + BN + ReLU at X3D-S's
-    shapes: 0.67-0.84x the time of the two-op form (benchmarks/bench_depthwise.py --bn).
-    Its gradient is TF's (frozen-BN fine-tuning).
+    `tf.nn.batch_normalization` takes two (a Mul and an Add), and which Grappler folds into a
+    Conv2D feeding it: 1x1x1 conv + BN + ReLU at X3D-S's and ir-CSN's shapes 0.70-0.88x the
+    time of the two-op form; alone it is slower than that form (1.3-1.9x), hence
+    `BatchNorm(fused=...)` (benchmarks/bench_inference.py). Its gradient is TF's (frozen BN).
     """
     if keras.backend.backend() != "tensorflow" or len(x.shape) < 3:
         return ops.batch_normalization(x, mean, variance, axis=-1, offset=offset, scale=scale, epsilon=epsilon)

@@ -186,8 +186,8 @@ def depthwise_conv3d_inference(x, kernel, spatial_strides: Sequence[int]):
     gathered by one concatenation (none at batch 1). Where a padded frame is not a multiple
     of 64 bytes, TF would copy each cut anyway, and this is `depthwise_conv3d`. Its gradient
     (a full-size Pad per tap) costs more than `depthwise_conv3d`'s, so the layer takes it on
-    calls that do not train: forward 0.85-0.95x the time at X3D-S's and ir-CSN's aligned
-    shapes, 1.02-1.09x at the others (benchmarks/bench_inference.py).
+    calls that do not train: forward 0.79-1.02x the time at X3D-S's and ir-CSN's shapes
+    (unaligned cuts, before they fell back: 1.07-1.09x; benchmarks/bench_inference.py).
 
     x: [B, T, H, W, C]; kernel: [kt, kh, kw, 1, C]; symmetric padding.
     """
