@@ -188,6 +188,49 @@ def test_plain_conv_gradients_under_jax():
     assert float(result.stdout.split()[-1]) <= 1e-5
 
 
+_INFERENCE_SCRIPT = r"""
+import json, sys
+import numpy as np
+from keras import ops
+from tfsts.layers import BatchNorm, STSConv3D
+from tfsts.layers.sts_conv import cuts_aligned_frames
+
+worst, cut = 0.0, 0
+for kernel_size, strides, shape in json.loads(sys.argv[1]):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, *shape)).astype("float32")
+    c = shape[-1]
+    layer = STSConv3D(c, kernel_size, strides=strides, groups=c, sts=False)
+    layer.build(x.shape)
+    cut += cuts_aligned_frames(x.shape, "float32", kernel_size, strides[1:])
+    infer, train = (ops.convert_to_numpy(layer(x, training=t)) for t in (False, True))
+    worst = max(worst, float(np.abs(infer - train).max() / np.abs(train).max()))
+    bn = {fused: BatchNorm(fused=fused) for fused in (True, False)}
+    weights = [rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c), rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c)]
+    for layer_ in bn.values():
+        layer_.build(x.shape)
+        layer_.set_weights(weights)
+    a, b = (ops.convert_to_numpy(bn[f](x, training=False)) for f in (True, False))
+    worst = max(worst, float(np.abs(a - b).max() / np.abs(b).max()))
+print(cut, worst)
+"""
+
+
+def test_inference_formulations_under_jax():
+    """Under JAX, a depthwise conv that does not train (`depthwise_conv3d_inference`, where its
+    cuts are aligned) gives the training formulation's outputs, and BatchNorm(fused=True) Keras'
+    inference BN (relative max error <= 1e-6; the families' test runs them inside whole models)."""
+    cases = [((3, 3, 3), (1, 1, 1), (4, 8, 8, 16)), ((3, 3, 3), (1, 2, 2), (4, 8, 8, 16)),
+             ((5, 3, 3), (1, 1, 1), (6, 4, 4, 16)), ((3, 3, 3), (1, 1, 1), (4, 5, 5, 3))]
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-c", _INFERENCE_SCRIPT, json.dumps(cases)],
+                            capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    cut, worst = result.stdout.split()[-2:]
+    assert int(cut) == 3  # the last case's frames are not 64-byte multiples: the training formulation
+    assert float(worst) <= 1e-6
+
+
 def test_the_model_code_imports_no_tensorflow():
     """tfsts/layers and tfsts/models are written on keras.ops and Keras layers: no
     module there names TensorFlow (inflation reads 2D Keras models, also backend-neutral),
