@@ -6,7 +6,8 @@ remapper's conv/pad/activation fusions, so the whole training step gets slower w
 error. An explicitly padded strided Conv3D did that (its gradient's ShapeN reads the
 Pad the remapper folds away); tfsts.layers.sts_conv keeps strided convs off that
 pattern. This runs one training step and one inference of the families with strided
-convs, STS on and off, in a fresh process with TF's C++ log on, and reads the log.
+convs, STS on and off, and of their BN-folded copies (`fold_batch_norms`, what export
+serves), in a fresh process with TF's C++ log on, and reads the log.
 
 The zoo's fused inference BNs sit exactly after the convs that run as a Conv2D, which
 Grappler folds them into.
@@ -28,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 from benchmarks.timing import tf_sgd_train_step
 from tfsts import models
+from tfsts.models.graph import fold_batch_norms
 
 for spec in sys.argv[1:]:
     name, sts, frames = spec.split(":")
@@ -38,6 +40,8 @@ for spec in sys.argv[1:]:
     assert np.isfinite(loss.numpy()), spec
     logits = tf.function(lambda: model(x, training=False))()  # the inference formulations
     assert np.isfinite(logits.numpy()).all(), spec
+    folded = fold_batch_norms(model)  # export's BN-folded copy: its bias adds fuse into the convs
+    assert np.isfinite(tf.function(lambda: folded(x, training=False))().numpy()).all(), spec
     print("stepped", spec, flush=True)
 """
 
@@ -78,3 +82,82 @@ def test_fused_inference_bns_follow_exactly_the_convs_that_run_as_conv2d():
                         if all(isinstance(p, STSConv3D) and runs_as_conv2d(p) for p in graph.producers(layer))}
         assert fused == after_conv2d and 0 < len(fused) < len(bns), (name, sorted(fused ^ after_conv2d))
         keras.backend.clear_session()
+
+
+# family -> (model, input (T, H, W, 3), build overrides, BNs a conv feeds alone): every family
+# of tfsts/models, STS on where it has it (cases A, B, C), with its own BN placements:
+# pre-activation BNs, DenseNet's BNs after concatenations and Swin's LayerNorms do not fold.
+FOLD_FAMILIES = {
+    "resnet3d": ("resnet3d_10", (4, 32, 32, 3), {"shortcut_type": "B"}, 12),
+    "preact_resnet3d": ("preact_resnet3d_200", (4, 32, 32, 3), {"depth": 10}, 8),
+    "densenet3d": ("densenet3d_121", (4, 32, 32, 3), {"block_config": (2, 2, 2, 2), "transition_t_stride": 1}, 9),
+    "slow": ("slowonly_r50", (4, 32, 32, 3), {"sts": True}, 53),
+    "slowfast": ("slowfast_r50_8x8", (8, 64, 64, 3), {"sts": True}, 110),
+    "r2plus1d": ("r2plus1d_18", (4, 32, 32, 3), {"sts": True, "depth": 10}, 21),
+    "csn": ("ipcsn_50", (4, 64, 64, 3), {"sts": True}, 69),
+    "x3d": ("x3d_s", (4, 64, 64, 3), {}, 83),
+    "videoswin": ("videoswin_tiny", (4, 32, 32, 3), {"drop_path_rate": 0.0}, 0),
+}
+
+
+def test_fold_batch_norms_gives_the_models_inference_with_the_bns_folded():
+    """`fold_batch_norms` on every family, BN statistics perturbed: logits within 1e-4 of
+    max|logit| of the unfolded model's inference (measured <= 9.1e-6, X3D; the others <= 3.1e-6),
+    exactly the BNs a conv alone feeds gone (count per family pinned), parameters exactly
+    the original's less 4C per folded BN plus C per conv that gains a bias, and a folded
+    model has nothing more to fold."""
+    import keras
+    import numpy as np
+
+    from tfsts import models
+    from tfsts.layers import STSConv3D
+    from tfsts.models.graph import fold_batch_norms, foldable_batch_norms
+
+    for family, (name, shape, overrides, expected) in FOLD_FAMILIES.items():
+        model = models.build_model(name, 5, input_shape=shape, **overrides)
+        rng = np.random.default_rng(1)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                gamma, beta, mean, var = layer.get_weights()
+                layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
+                                   rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+        pairs = foldable_batch_norms(model)
+        assert len(pairs) == expected, (family, len(pairs))
+        folded = fold_batch_norms(model)
+        x = np.random.default_rng(0).uniform(0, 255, (2, *shape)).astype("float32")
+        want = np.asarray(model(x, training=False))
+        got = np.asarray(folded(x, training=False))
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), (family, np.abs(got - want).max() / np.abs(want).max())
+        removed = sum(4 * int(bn.gamma.shape[0]) - (0 if model.get_layer(conv).use_bias else int(bn.gamma.shape[0]))
+                      for conv, bn in pairs.items())
+        assert folded.count_params() == model.count_params() - removed, family
+        kept = {layer.name for layer in folded.layers if isinstance(layer, keras.layers.BatchNormalization)}
+        originals = {layer.name for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
+        assert kept == originals - {bn.name for bn in pairs.values()}, family
+        assert foldable_batch_norms(folded) == {} and all(
+            folded.get_layer(conv).use_bias and isinstance(folded.get_layer(conv), STSConv3D) for conv in pairs), family
+        keras.backend.clear_session()
+
+
+def test_folded_conv_weights_by_hand():
+    """One conv then BN: kernel * gamma / sqrt(var + eps) per output channel, bias
+    (bias - mean) * that + beta, and the folded conv's output is the BN's."""
+    import keras
+    import numpy as np
+
+    from tfsts.layers import BatchNorm, STSConv3D
+    from tfsts.models.graph import fold_batch_norms, folded_conv_weights
+
+    inputs = keras.Input((2, 4, 4, 3))
+    conv = STSConv3D(2, 1, sts=False, use_bias=True, name="c")
+    bn = BatchNorm(epsilon=0.25, name="bn")
+    model = keras.Model(inputs, bn(conv(inputs)))
+    conv.kernel.assign(np.arange(6, dtype="float32").reshape(1, 1, 1, 3, 2))
+    conv.bias.assign([1.0, -1.0])
+    bn.set_weights([np.array([2.0, 3.0]), np.array([0.5, 0.0]), np.array([1.0, 2.0]), np.array([0.75, 8.75])])
+    kernel, bias = folded_conv_weights(conv, bn)
+    scale = np.array([2.0 / 1.0, 3.0 / 3.0])  # gamma / sqrt(var + 0.25)
+    np.testing.assert_array_equal(kernel, np.arange(6, dtype="float32").reshape(1, 1, 1, 3, 2) * scale)
+    np.testing.assert_array_equal(bias, np.array([(1 - 1) * 2 + 0.5, (-1 - 2) * 1 + 0.0]))
+    x = np.random.default_rng(0).normal(size=(2, 2, 4, 4, 3)).astype("float32")
+    np.testing.assert_allclose(fold_batch_norms(model)(x), model(x, training=False), rtol=1e-6, atol=1e-6)

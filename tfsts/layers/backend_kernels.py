@@ -100,3 +100,19 @@ def batch_norm_inference(x, mean, variance, offset, scale, epsilon: float):
         exponential_avg_factor=1.0, data_format="NHWC", is_training=False,
     )[0]
     return y if rank4 else tf.reshape(y, tf.shape(x))
+
+
+def bias_add(x, bias):
+    """x + bias over the last axis. On TensorFlow a BiasAdd over x as [-1, H, W, C] (rank 5
+    and up; the Reshapes cancel a conv's own), which Grappler fuses into the Conv2D, depthwise
+    conv or Conv3D feeding it (with a ReLU after it): a conv with BN folded into its kernel and
+    bias (`tfsts.models.fold_batch_norms`) then costs the conv alone. Same sums as x + bias."""
+    if keras.backend.backend() != "tensorflow":
+        return x + ops.cast(bias, x.dtype)
+    import tensorflow as tf
+
+    bias = tf.cast(bias, x.dtype)
+    if len(x.shape) <= 4:
+        return tf.nn.bias_add(x, bias)
+    frames = tf.reshape(x, [-1, *(tf.shape(x)[i] if d is None else d for i, d in enumerate(x.shape[-3:], len(x.shape) - 3))])
+    return tf.reshape(tf.nn.bias_add(frames, bias), tf.shape(x))

@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple, Sequence
 import keras
 from keras import ops
 
-from tfsts.layers.backend_kernels import conv2d_padded, depthwise_conv1d
+from tfsts.layers.backend_kernels import bias_add, conv2d_padded, depthwise_conv1d
 
 STS_CASES = ("A", "B", "C")
 STS_VARIANTS = ("reference", "rowcol")
@@ -870,7 +870,7 @@ class STSConv3D(keras.layers.Layer):
         else:
             y = self._sts_temporal(x, kernel)
         if self.bias is not None:
-            y = y + ops.cast(self.bias, y.dtype)
+            y = bias_add(y, self.bias)
         return y
 
     def _plain(self, x, kernel, training=None):

@@ -4,7 +4,8 @@
 `model.get_config()`: the functional config is the graph format `.keras` files store,
 so it is stable across Keras versions where node attributes (`_inbound_nodes`,
 `_keras_history`) are private. `with_input_normalization` / `normalised_copy` put the
-input contract's `InputNormalization` layer first with `keras.models.clone_model`.
+input contract's `InputNormalization` layer first with `keras.models.clone_model`;
+`fold_batch_norms` makes the inference copy that export serves.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 from typing import Any, Iterable, Iterator
 
 import keras
+import numpy as np
 
 from tfsts.layers.normalization import NORMALIZATION_LAYER, InputNormalization
+from tfsts.layers.sts_conv import STSConv3D
 
 _KERAS_TENSOR = "__keras_tensor__"
 
@@ -155,8 +158,86 @@ def with_input_normalization(model: keras.Model, mode: str) -> keras.Model:
     return normalised_copy(model, mode)
 
 
+def foldable_batch_norms(model: keras.Model) -> dict[str, keras.layers.BatchNormalization]:
+    """{conv name: the BN it feeds} for each top-level STSConv3D whose only consumer is a BN
+    over the last axis whose only input it is: conv, then BN, nothing else reading the
+    conv's output (pre-activation BNs, BNs after a sum or a concatenation are not)."""
+    graph = LayerGraph(model)
+    pairs = {}
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.BatchNormalization) or layer.axis not in (-1, len(layer.input.shape) - 1):
+            continue
+        producers = graph.producers(layer)
+        if len(producers) == 1 and isinstance(producers[0], STSConv3D) and graph.single_consumer(producers[0]) is layer:
+            pairs[producers[0].name] = layer
+    return pairs
+
+
+def folded_conv_weights(conv: STSConv3D, bn: keras.layers.BatchNormalization) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel and bias of conv then BN in inference: with a = gamma / sqrt(var + eps),
+    kernel * a (each output channel's taps; the same in every STS formulation, which splits
+    channels, never mixes an output channel's kernel with another's) and (bias - mean) * a + beta."""
+    def value(weight, default):
+        return default if weight is None else keras.ops.convert_to_numpy(weight).astype("float64")
+
+    channels = int(conv.kernel.shape[-1])
+    mean, variance = value(bn.moving_mean, None), value(bn.moving_variance, None)
+    gamma = value(bn.gamma if bn.scale else None, np.ones(channels))
+    beta = value(bn.beta if bn.center else None, np.zeros(channels))
+    scale = gamma / np.sqrt(variance + bn.epsilon)
+    kernel = value(conv.kernel, None) * scale
+    bias = (value(conv.bias, np.zeros(channels)) - mean) * scale + beta
+    return kernel.astype(conv.kernel.dtype), bias.astype(conv.kernel.dtype)
+
+
+def fold_batch_norms(model: keras.Model) -> keras.Model:
+    """An inference copy of `model` with each BN that follows a conv (`foldable_batch_norms`)
+    folded into that conv's kernel and bias (`folded_conv_weights`, in float64): the same
+    function in inference up to float32 rounding, one pass over the activations fewer per
+    BN, and on TensorFlow the bias add fuses into the conv (`backend_kernels.bias_add`).
+    The other layers are fresh copies with the same names and weights. For inference only:
+    the copy has no BN to train. Where nothing folds, the model itself is returned.
+
+    Args:
+        model: a functional keras.Model (every zoo model is one).
+
+    Example:
+        >>> folded = fold_batch_norms(build_model("x3d_s", 400, input_shape=(13, 160, 160, 3)))
+        >>> len(folded.layers) < len(build_model("x3d_s", 400, input_shape=(13, 160, 160, 3)).layers)
+        True
+    """
+    pairs = foldable_batch_norms(model)
+    if not pairs:
+        return model
+    folded = {bn.name for bn in pairs.values()}
+
+    def clone(layer):
+        if layer.name in pairs:
+            return STSConv3D.from_config({**layer.get_config(), "use_bias": True})
+        return _fresh_layer(layer)
+
+    def call(layer, *args, **kwargs):
+        return args[0] if layer.name in folded else layer(*args, **kwargs)
+
+    new = keras.models.clone_model(model, clone_function=clone, call_function=call)
+    for layer in model.layers:
+        if layer.name in folded or not layer.weights:
+            continue
+        target = new.get_layer(layer.name)
+        if layer.name in pairs:
+            kernel, bias = folded_conv_weights(layer, pairs[layer.name])
+            target.kernel.assign(kernel)
+            target.bias.assign(bias)
+        else:
+            target.set_weights(layer.get_weights())
+    return new
+
+
 __all__ = [
     "LayerGraph",
+    "fold_batch_norms",
+    "foldable_batch_norms",
+    "folded_conv_weights",
     "leaf_layers",
     "model_normalization",
     "normalised_copy",
