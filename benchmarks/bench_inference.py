@@ -8,11 +8,13 @@ that do not train against the ones its training calls take, side by side in one 
 - whole models: inference as it is ("now") against the same model traced with the depthwise
   convs' training formulation ("train dw"), with Keras' BN ("keras BN"), and with both
   ("before"), the same weights; the variants swap `sts_conv.depthwise_conv3d_inference` and
-  `BatchNorm.uses_fused_inference` while they trace.
+  `BatchNorm.uses_fused_inference` while they trace;
+- BN folded (what `tfsts.export` serves): `fold_batch_norms(model)` against the model as it is.
 
 Ratios are the medians of the rounds' own ratios (below 1: the inference formulation is faster).
 
     python -m benchmarks.bench_inference [--rounds 15] [--models x3d_s,ircsn_50,ipcsn_50]
+        [--fold-models x3d_s,ircsn_50,ipcsn_50,r2plus1d_18,slowonly_r50,resnet3d_18]
         [--batch 2] [--shape 8,112,112] [--no-layers]
 """
 
@@ -24,11 +26,13 @@ import statistics
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks.timing import interleaved_times, median_ratio, print_table  # noqa: E402
 from tfsts import models  # noqa: E402
+from tfsts.models import graph  # noqa: E402
 from tfsts.layers import backend_kernels, batch_norm, sts_conv  # noqa: E402
 
 # X3D-S's depthwise convs at 2x8x112x112 (res2-res5, and res2's strided first block), and
@@ -120,10 +124,31 @@ def model_rows(names: list[str], batch: int, frames: tuple[int, ...], rounds: in
     return rows
 
 
+def fold_rows(names: list[str], batch: int, frames: tuple[int, ...], rounds: int, rng) -> list[list[str]]:
+    """Each model's inference as it is against its BN-folded copy (same function: checked)."""
+    rows = []
+    for name in names:
+        model = models.build_model(name, 400, input_shape=(*frames, 3), sts=False)
+        folded = graph.fold_batch_norms(model)
+        x = tf.constant(rng.uniform(0, 255, size=(batch, *frames, 3)).astype("float32"))
+        calls = {"as trained": tf.function(lambda: model(x, training=False)),
+                 "BN folded": tf.function(lambda: folded(x, training=False))}
+        want, got = (calls[k]().numpy() for k in calls)
+        np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max(), err_msg=name)
+        times = interleaved_times({k: (lambda f=f: f().numpy()) for k, f in calls.items()}, rounds=rounds)
+        rows.append([name, f"{batch}x{'x'.join(map(str, frames))}", str(len(graph.foldable_batch_norms(model))),
+                     *(f"{statistics.median(times[k]) * 1e3:.1f}" for k in calls),
+                     f"{median_ratio(times, 'BN folded', 'as trained'):.3f}"])
+        keras.backend.clear_session()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--models", default="x3d_s,ircsn_50,ipcsn_50", help="comma list; '' skips the models")
+    parser.add_argument("--fold-models", default="x3d_s,ircsn_50,ipcsn_50,r2plus1d_18,slowonly_r50,resnet3d_18",
+                        help="comma list for the BN-folded table; '' skips it")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--shape", default="8,112,112")
     parser.add_argument("--layers", action=argparse.BooleanOptionalAction, default=True, help="--no-layers: the models only")
@@ -138,6 +163,11 @@ def main() -> None:
         frames = tuple(int(v) for v in args.shape.split(","))
         print_table(["model", "input", *(f"{v} ms" for v in VARIANTS), "now / train dw", "now / keras BN", "now / before"],
                     model_rows(names, args.batch, frames, args.rounds, rng))
+    fold_names = [n for n in args.fold_models.split(",") if n]
+    if fold_names:
+        frames = tuple(int(v) for v in args.shape.split(","))
+        print_table(["model", "input", "BNs folded", "as trained ms", "BN folded ms", "folded / as trained"],
+                    fold_rows(fold_names, args.batch, frames, args.rounds, rng))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@ imported, against the in-process model; saved_model_cli; warm-up records; bad re
 export directory rules.
 
 The model is resnet3d_10 at 4 x 32 x 32 (the zoo's quickest to trace). Tolerance: the reloaded
-graph runs the same float32 ops as the in-process model, so outputs agree to rtol 1e-5 /
-atol 1e-6 (measured differences are ~1e-7). JPEG inputs are compared to the in-process model on
+graph serves the model with its BNs folded into the convs (export's default; the same function
+up to float32 rounding, tests/test_models_graph.py), so outputs agree with the in-process model
+to rtol 1e-5 / atol 1e-6 (measured differences are ~1e-7). JPEG inputs are compared to the in-process model on
 `tf.io.decode_jpeg` of the same JPEG bytes, cropped by hand.
 """
 import json
@@ -20,6 +21,7 @@ import tensorflow as tf
 from tfsts.data import ViewSpec, schema
 from tfsts.export import ExportError, export_model, read_metadata
 from tfsts.models import build_model
+from tfsts.models.graph import foldable_batch_norms
 
 CLASSES = ["left", "right", "up"]
 SPEC = ViewSpec(num_frames=4, frame_interval=2, num_clips=2, num_crops=3, short_side=32, crop_size=32)
@@ -226,12 +228,13 @@ def test_saved_model_cli_lists_signatures(exported):
 
 
 def test_metadata_and_directory_layout(exported):
-    _, root, path = exported
+    model, root, path = exported
     assert path == root / "tiny" / "1"
     assert sorted(p.name for p in (root / "tiny").iterdir()) == ["1"]  # no staging left behind
     meta = read_metadata(path)
     assert meta["class_names"] == {"": CLASSES}
     assert meta["view_specs"][""]["num_clips"] == 2 and meta["view_specs"][""]["num_crops"] == 3
+    assert meta["batch_norms_folded"] == len(foldable_batch_norms(model)) > 0  # served with BN folded
     assert oct(path.stat().st_mode & 0o777) == "0o755"
 
 

@@ -14,7 +14,10 @@ string (class names baked in); a co-trained model returns one such set per head,
   them (tfsts/data/schema.py), sampled into the evaluation views of `view_spec` by
   `tfsts.data.eval_views_from_serialized`, the views' scores averaged per video.
 
-Only core TensorFlow ops are used (TF Serving loads no add-on ops). Warm-up requests (one per
+The graph serves `tfsts.models.fold_batch_norms(model)` (`--nofold_batch_norms`: the model's
+own layers): each BN a conv alone feeds is folded into that conv's kernel and bias, the same
+function up to float32 rounding, faster to serve (`assets.extra/tfsts_export.json` records how
+many BNs were folded). Only core TensorFlow ops are used (TF Serving loads no add-on ops). Warm-up requests (one per
 signature, built with tensorflow-serving-api protos) go to `assets.extra/tf_serving_warmup_requests`,
 and `assets.extra/tfsts_export.json` records heads, class names and view specs for
 `tfsts.predict`. A version directory is written beside its final place and renamed in at the end,
@@ -292,6 +295,7 @@ def export_model(
     top_k: int = 5,
     average: str = "prob",
     warmup: bool = True,
+    fold_batch_norms: bool = True,
 ) -> Path:
     """Write `model` as `export_dir/<version>/`, a SavedModel TF Serving can load.
 
@@ -307,6 +311,9 @@ def export_model(
         top_k: how many `top_k_indices` / `top_k_labels` per video.
         average: how views are combined, "prob" (mean of softmaxes) or "score" (mean logits).
         warmup: write `assets.extra/tf_serving_warmup_requests`.
+        fold_batch_norms: serve `tfsts.models.fold_batch_norms(model)`, each BN after a conv
+            folded into it (the same function up to float32 rounding; inference 0.83-0.96x
+            the time, benchmarks/bench_inference.py); False: the model's own layers.
 
     Returns:
         The version directory.
@@ -327,7 +334,14 @@ def export_model(
             "pip install -e '.[serving]' (tensorflow-serving-api==2.21.0), or export without warm-up requests "
             "(export_model(..., warmup=False)); nothing was written."
         )
-    archive, metadata, _ = build_archive(model, view_spec=view_spec, class_names=class_names, top_k=top_k, average=average)
+    served, folded = model, 0
+    if fold_batch_norms:
+        from tfsts.models import graph
+
+        folded = len(graph.foldable_batch_norms(model))
+        served = graph.fold_batch_norms(model)
+    archive, metadata, _ = build_archive(served, view_spec=view_spec, class_names=class_names, top_k=top_k, average=average)
+    metadata["batch_norms_folded"] = folded
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; TF Serving may run as another user
@@ -383,6 +397,7 @@ def export_checkpoint(
     top_k: int = 5,
     average: str = "prob",
     config_path: str | None = None,
+    fold_batch_norms: bool = True,
 ) -> Path:
     """Build the config's model, restore the checkpoint, export it (heads, label maps and
     evaluation views from the config)."""
@@ -401,7 +416,7 @@ def export_checkpoint(
         specs, names = specs[only], names[only]
     return export_model(
         model, export_dir, view_spec=specs, class_names=names, version=version, overwrite=overwrite,
-        top_k=top_k, average=average,
+        top_k=top_k, average=average, fold_batch_norms=fold_batch_norms,
     )
 
 
@@ -421,6 +436,7 @@ def _main(argv) -> None:
         path = export_checkpoint(
             FLAGS.config, FLAGS.checkpoint, FLAGS.export_dir, version=FLAGS.version, overwrite=FLAGS.overwrite,
             top_k=FLAGS.top_k, average=FLAGS.average_clips, config_path=config_path,
+            fold_batch_norms=FLAGS.fold_batch_norms,
         )
     except (ExportError, evaluate.EvaluationError, config_lib.ConfigError, FileNotFoundError) as e:
         print(f"tfsts.export: error: {e}", file=sys.stderr)
@@ -446,6 +462,8 @@ def run() -> None:
     flags.DEFINE_boolean("overwrite", False, "Replace an existing version directory.")
     flags.DEFINE_integer("top_k", 5, "How many top_k_indices / top_k_labels per video.")
     flags.DEFINE_enum("average_clips", "prob", list(EXPORT_AVERAGES), "How the views of a video are combined in the graph.")
+    flags.DEFINE_boolean("fold_batch_norms", True, "Serve each BN after a conv folded into it (inference only; "
+                         "--nofold_batch_norms serves the model's own layers).")
     argv = sys.argv[1:]
     for required in ("--checkpoint", "--export_dir"):
         if not any(a.startswith(required) for a in argv):
