@@ -113,14 +113,11 @@ def test_fold_batch_norms_gives_the_models_inference_with_the_bns_folded():
     from tfsts.layers import STSConv3D
     from tfsts.models.graph import fold_batch_norms, foldable_batch_norms
 
+    from tests.model_test_utils import perturb_batch_norms
+
     for family, (name, shape, overrides, expected) in FOLD_FAMILIES.items():
         model = models.build_model(name, 5, input_shape=shape, **overrides)
-        rng = np.random.default_rng(1)
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                gamma, beta, mean, var = layer.get_weights()
-                layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
-                                   rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+        perturb_batch_norms(model)
         pairs = foldable_batch_norms(model)
         assert len(pairs) == expected, (family, len(pairs))
         folded = fold_batch_norms(model)
