@@ -15,7 +15,11 @@ benchmarks/torch_models.py; their parameter counts are printed and must equal tf
 (the script stops otherwise). PyTorch is benchmark-only: `pip install -e .[bench]`.
 
     python -m benchmarks.bench_vs_torch [--models r2plus1d_18,x3d_s] [--sizes small,ref]
-        [--passes train,infer] [--pairs 5] [--threads 2] [--calls 2] [--gap 0.3] [--in-process]
+        [--passes train,infer,served] [--pairs 5] [--threads 2] [--calls 2] [--gap 0.3] [--in-process]
+
+Passes: "train" (the step), "infer" (the model's forward in inference), "served" (inference
+with each BN folded into its conv on both sides: `tfsts.models.fold_batch_norms`, what
+`tfsts.export` serves, against `torch.fx.experimental.optimization.fuse`).
 
 Sizes: "small" is batch 2 at 8x112x112; "ref" is batch 1 at the model's reference
 training size (REFERENCE_SIZES). The ratio is tfsts ms / PyTorch ms of the medians (below 1:
@@ -58,7 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--sizes", default="small,ref", help="comma list of 'small' and 'ref'")
-    parser.add_argument("--passes", default="train,infer", help="comma list of 'train' and 'infer'")
+    parser.add_argument("--passes", default="train,infer", help="comma list of 'train', 'infer' and 'served'")
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
@@ -67,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--in-process", action="store_true",
                         help="both frameworks in this process, no gap (the interference the workers avoid)")
     args = parser.parse_args(argv)
-    split_choices(parser, args, {"models": MODELS, "sizes": ("small", "ref"), "passes": ("train", "infer")})
+    split_choices(parser, args, {"models": MODELS, "sizes": ("small", "ref"), "passes": ("train", "infer", "served")})
     if args.pairs < 1 or args.calls < 1:
         parser.error("--pairs and --calls must be at least 1")
     return args
@@ -80,6 +84,7 @@ def tfsts_runners(name, batch, frames, seed=0):
 
     from tfsts import models
     from tfsts.models.blocks import count_params
+    from tfsts.models.graph import fold_batch_norms
 
     model = models.build_model(name, 400, input_shape=(*frames, 3), sts=False)
     rng = np.random.default_rng(seed)
@@ -91,7 +96,14 @@ def tfsts_runners(name, batch, frames, seed=0):
     def infer():
         return model(x, training=False)
 
-    return count_params(model), {"train": lambda: train_step().numpy(), "infer": lambda: infer().numpy()}
+    folded = fold_batch_norms(model)
+
+    @tf.function
+    def served():
+        return folded(x, training=False)
+
+    return count_params(model), {"train": lambda: train_step().numpy(), "infer": lambda: infer().numpy(),
+                                 "served": lambda: served().numpy()}
 
 
 def torch_runners(name, batch, frames, seed=0):
@@ -120,7 +132,29 @@ def torch_runners(name, batch, frames, seed=0):
         with torch.inference_mode():
             return net((x - mean) / std).sum().item()
 
-    return count_params(net), {"train": train_step, "infer": infer}
+    fused = fused_for_inference(net)
+
+    def served():
+        with torch.inference_mode():
+            return fused((x - mean) / std).sum().item()
+
+    return count_params(net), {"train": train_step, "infer": infer, "served": served}
+
+
+def fused_for_inference(net):
+    """PyTorch's own BN folding for inference (`torch.fx.experimental.optimization.fuse`, each
+    Conv3d + BatchNorm3d pair), on a copy of `net` in eval mode; `net` itself where fx cannot
+    trace it (a warning says which)."""
+    import copy
+
+    from torch.fx.experimental import optimization
+
+    try:
+        return optimization.fuse(copy.deepcopy(net).eval())
+    except Exception as error:  # torch.fx cannot trace some Python control flow
+        print(f"bench_vs_torch: torch.fx cannot fuse {type(net).__name__} ({type(error).__name__}); "
+              "its 'served' pass runs unfused", file=sys.stderr, flush=True)
+        return copy.deepcopy(net).eval()
 
 
 def set_threads(framework: str, threads: int) -> None:
