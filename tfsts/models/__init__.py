@@ -32,6 +32,7 @@ from tfsts.layers.normalization import NORMALIZATION_LAYER
 from tfsts.models import inflation as _inflation_lib
 from tfsts.models.blocks import classification_head, count_params
 from tfsts.models.cards import CARDS, ModelCard, available_models, model_card
+from tfsts.models.graph import fold_batch_norms
 from tfsts.models.inflation import InflationError, InflationReport, NoImageCounterpartError, inflate
 
 ModelSpec = ModelCard  # the former name of a model's record
@@ -279,6 +280,7 @@ __all__ = [
     "build_model",
     "check_num_classes",
     "count_params",
+    "fold_batch_norms",
     "inflate",
     "load_model",
     "model_card",
