@@ -158,14 +158,13 @@ def main() -> None:
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.layers:
         print_table(["op", "input", "before ms", "now ms", "now / before"], depthwise_rows(rng, args.rounds) + conv_bn_rows(rng, args.rounds))
+    frames = tuple(int(v) for v in args.shape.split(","))
     names = [n for n in args.models.split(",") if n]
     if names:
-        frames = tuple(int(v) for v in args.shape.split(","))
         print_table(["model", "input", *(f"{v} ms" for v in VARIANTS), "now / train dw", "now / keras BN", "now / before"],
                     model_rows(names, args.batch, frames, args.rounds, rng))
     fold_names = [n for n in args.fold_models.split(",") if n]
     if fold_names:
-        frames = tuple(int(v) for v in args.shape.split(","))
         print_table(["model", "input", "BNs folded", "as trained ms", "BN folded ms", "folded / as trained"],
                     fold_rows(fold_names, args.batch, frames, args.rounds, rng))
 

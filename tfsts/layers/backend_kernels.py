@@ -79,6 +79,14 @@ def conv2d_padded(x, kernel, strides: tuple[int, int], pads: tuple[tuple[int, in
     return tf.nn.conv2d(x, kernel, (1, *strides, 1), [[0, 0], list(pads[0]), list(pads[1]), [0, 0]])
 
 
+def _as_frames(x):
+    """A TF tensor [..., H, W, C] as [-1, H, W, C] (static sizes where known): the layout of TF's
+    frame ops (FusedBatchNormV3, BiasAdd), which Grappler fuses with a Conv2D over the same frames."""
+    import tensorflow as tf
+
+    return tf.reshape(x, [-1, *(tf.shape(x)[i] if d is None else d for i, d in enumerate(x.shape[-3:], len(x.shape) - 3))])
+
+
 def batch_norm_inference(x, mean, variance, offset, scale, epsilon: float):
     """`ops.batch_normalization` over the last axis (Keras' inference BN) of a float32 x.
 
@@ -94,7 +102,7 @@ def batch_norm_inference(x, mean, variance, offset, scale, epsilon: float):
     import tensorflow as tf
 
     rank4 = len(x.shape) == 4
-    frames = x if rank4 else tf.reshape(x, [-1, *(tf.shape(x)[i] if d is None else d for i, d in enumerate(x.shape[-3:], len(x.shape) - 3))])
+    frames = x if rank4 else _as_frames(x)
     y = tf.raw_ops.FusedBatchNormV3(
         x=frames, scale=scale, offset=offset, mean=mean, variance=variance, epsilon=epsilon,
         exponential_avg_factor=1.0, data_format="NHWC", is_training=False,
@@ -115,5 +123,5 @@ def bias_add(x, bias):
     bias = tf.cast(bias, x.dtype)
     if len(x.shape) <= 4:
         return tf.nn.bias_add(x, bias)
-    frames = tf.reshape(x, [-1, *(tf.shape(x)[i] if d is None else d for i, d in enumerate(x.shape[-3:], len(x.shape) - 3))])
+    frames = _as_frames(x)
     return tf.reshape(tf.nn.bias_add(frames, bias), tf.shape(x))
