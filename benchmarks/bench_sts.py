@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks.timing import interleaved_times, median_ratio, print_table, tf_sgd_train_step  # noqa: E402
+import tfsts  # noqa: E402
 from tfsts import flops, models  # noqa: E402
 from tfsts.models import csn  # noqa: E402
 from tfsts.layers import STSConv3D  # noqa: E402
@@ -149,7 +150,7 @@ def main() -> None:
         ])
     if rows:
         print(f"STS vs plain conv, float32, forward+backward, tf.function, {args.rounds} interleaved rounds "
-              "(order rotating); ms: medians; ratios: median of the per-round ratios")
+              f"(order rotating), {tfsts.cpu_kernels()}; ms: medians; ratios: median of the per-round ratios")
         print_table(["conv", "input", "params (both)", "GMACs (both)", "plain ms", "STS ms", "STS/plain", "rowcol/plain"], rows)
     names = [n for n in args.models.split(",") if n]
     if names:

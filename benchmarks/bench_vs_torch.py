@@ -261,10 +261,12 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
+    import tfsts
+
     mode = ("one process, one call per timing, no gap" if args.in_process else
             f"a worker process each, {args.calls} calls per timing after an untimed one, {args.gap:g} s idle before")
     print(f"tfsts (TF {tf.__version__}, tf.function) vs PyTorch {torch.__version__}, CPU, float32, {args.threads} "
-          f"threads each, sts=False, median of {args.pairs} alternated pairs, {mode}; {load()} at start", flush=True)
+          f"threads each, sts=False, median of {args.pairs} alternated pairs, {mode}; {tfsts.cpu_kernels()}; {load()} at start", flush=True)
     if args.in_process:
         for framework in ("tfsts", "torch"):
             set_threads(framework, args.threads)
