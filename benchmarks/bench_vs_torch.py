@@ -15,7 +15,13 @@ benchmarks/torch_models.py; their parameter counts are printed and must equal tf
 (the script stops otherwise). PyTorch is benchmark-only: `pip install -e .[bench]`.
 
     python -m benchmarks.bench_vs_torch [--models r2plus1d_18,x3d_s] [--sizes small,ref]
-        [--passes train,infer,served] [--pairs 5] [--threads 2] [--calls 2] [--gap 0.3] [--in-process]
+        [--passes train,infer,served] [--tf-kernels onednn,eigen] [--pairs 5] [--threads 2]
+        [--calls 2] [--gap 0.3] [--in-process]
+
+TF kernels: "onednn" is what tfsts runs on (tfsts/__init__.py turns TF's oneDNN CPU kernels on
+where TF leaves them off); "eigen" is a TF worker with TF_ENABLE_ONEDNN_OPTS=0, TF's default on
+x86 CPUs without AVX-512 VNNI. With both, the three workers take turns (the order rotating),
+and each TF row is against the same PyTorch timings.
 
 Passes: "train" (the step), "infer" (the model's forward in inference), "served" (inference
 with each BN folded into its conv on both sides: `tfsts.models.fold_batch_norms`, what
@@ -32,12 +38,14 @@ Denormals are flushed to zero on both sides (TF does so by default on CPU; PyTor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import statistics
 import sys
 import time
 
+import tfsts
 from benchmarks.timing import paired_median_ratio, split_choices, tf_sgd_train_step
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -54,6 +62,7 @@ REFERENCE_SIZES = {
     "slowonly_r50": (8, 224, 224),
     "resnet3d_18": (16, 112, 112),
 }
+TF_KERNELS = {"onednn": "1", "eigen": "0"}  # --tf-kernels: the TF_ENABLE_ONEDNN_OPTS of each TF worker
 MEAN = (123.675, 116.28, 103.53)  # the tfsts models' "torch" InputNormalization
 STD = (58.395, 57.12, 57.375)
 
@@ -63,6 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--sizes", default="small,ref", help="comma list of 'small' and 'ref'")
     parser.add_argument("--passes", default="train,infer", help="comma list of 'train', 'infer' and 'served'")
+    parser.add_argument("--tf-kernels", default="onednn", help="comma list of 'onednn' and 'eigen': a TF worker each")
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
@@ -71,7 +81,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--in-process", action="store_true",
                         help="both frameworks in this process, no gap (the interference the workers avoid)")
     args = parser.parse_args(argv)
-    split_choices(parser, args, {"models": MODELS, "sizes": ("small", "ref"), "passes": ("train", "infer", "served")})
+    split_choices(parser, args, {"models": MODELS, "sizes": ("small", "ref"), "passes": ("train", "infer", "served"),
+                                 "tf_kernels": tuple(TF_KERNELS)})
+    if not args.tf_kernels:
+        parser.error("--tf-kernels: name at least one of onednn, eigen")
+    if args.in_process and args.tf_kernels != ["onednn"]:
+        parser.error("--in-process runs TF as this process loaded it (oneDNN); --tf-kernels eigen needs the workers")
     if args.pairs < 1 or args.calls < 1:
         parser.error("--pairs and --calls must be at least 1")
     return args
@@ -192,15 +207,16 @@ def worker(framework: str, name: str, batch: int, frames, threads: int, calls: i
 
 
 class Workers:
-    """The two frameworks' worker processes for one model and size."""
+    """A worker process per TF kernel choice, then PyTorch's, for one model and size."""
 
-    def __init__(self, name: str, batch: int, frames, threads: int, calls: int):
+    def __init__(self, name: str, batch: int, frames, threads: int, calls: int, tf_kernels: list[str]):
         context = multiprocessing.get_context("spawn")
         self.conns, self.procs = [], []
-        for framework in ("tfsts", "torch"):
+        for framework, kernels in [("tfsts", k) for k in tf_kernels] + [("torch", None)]:
             parent, child = context.Pipe()
             proc = context.Process(target=worker, args=(framework, name, batch, frames, threads, calls, child), daemon=True)
-            proc.start()
+            with onednn_env(kernels):  # a spawned child starts with the parent's environment as it is now
+                proc.start()
             self.conns.append(parent)
             self.procs.append(proc)
         self.params = [conn.recv() for conn in self.conns]
@@ -218,18 +234,34 @@ class Workers:
             proc.join()
 
 
-def alternated_times(first, second, pairs: int, warmup: int, gap: float = 0.0):
-    """Seconds of two timed callables (each returns the seconds its call took) run pair by
-    pair, the order flipping each pair, `gap` idle seconds before each call: two lists."""
+@contextlib.contextmanager
+def onednn_env(kernels: str | None):
+    """TF_ENABLE_ONEDNN_OPTS set for `kernels` ("onednn" / "eigen"; None: unchanged) while inside."""
+    saved = os.environ.get(tfsts.ONEDNN_ENV)
+    if kernels is not None:
+        os.environ[tfsts.ONEDNN_ENV] = TF_KERNELS[kernels]
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(tfsts.ONEDNN_ENV, None)
+        else:
+            os.environ[tfsts.ONEDNN_ENV] = saved
+
+
+def alternated_times(timers, pairs: int, warmup: int, gap: float = 0.0):
+    """Seconds of timed callables (each returns the seconds its call took) run round by round,
+    the order rotating each round (for two: flipping each pair), `gap` idle seconds before each
+    call: a list per callable."""
     for _ in range(warmup):
-        first()
-        second()
-    times = ([], [])
+        for timer in timers:
+            timer()
+    times = [[] for _ in timers]
     for i in range(pairs):
-        order = (0, 1) if i % 2 == 0 else (1, 0)
-        for k in order:
+        shift = i % len(timers)
+        for k in list(range(len(timers)))[shift:] + list(range(len(timers)))[:shift]:
             time.sleep(gap)
-            times[k].append((first, second)[k]())
+            times[k].append(timers[k]())
     return times
 
 
@@ -261,12 +293,10 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
-    import tfsts
-
     mode = ("one process, one call per timing, no gap" if args.in_process else
             f"a worker process each, {args.calls} calls per timing after an untimed one, {args.gap:g} s idle before")
     print(f"tfsts (TF {tf.__version__}, tf.function) vs PyTorch {torch.__version__}, CPU, float32, {args.threads} "
-          f"threads each, sts=False, median of {args.pairs} alternated pairs, {mode}; {tfsts.cpu_kernels()}; {load()} at start", flush=True)
+          f"threads each, sts=False, median of {args.pairs} alternated pairs, {mode}; TF kernels per row: onednn = TF_ENABLE_ONEDNN_OPTS=1 (tfsts's), eigen = 0; {load()} at start", flush=True)
     if args.in_process:
         for framework in ("tfsts", "torch"):
             set_threads(framework, args.threads)
@@ -280,28 +310,30 @@ def main(argv=None) -> int:
                 timers = {pass_: [timed(f[pass_]) for _, f in fns] for pass_ in args.passes}
                 workers = None
             else:
-                workers = Workers(name, batch, frames, args.threads, args.calls)
+                workers = Workers(name, batch, frames, args.threads, args.calls, args.tf_kernels)
                 params = workers.params
-                timers = {pass_: [workers.timer(k, pass_) for k in (0, 1)] for pass_ in args.passes}
-            tf_params, torch_params = params
-            if tf_params != torch_params:
-                print(f"bench_vs_torch: {name}: parameter counts differ (tfsts {tf_params:,}, PyTorch "
+                timers = {pass_: [workers.timer(k, pass_) for k in range(len(params))] for pass_ in args.passes}
+            *tf_params, torch_params = params
+            if any(p != torch_params for p in tf_params):
+                print(f"bench_vs_torch: {name}: parameter counts differ (tfsts {tf_params[0]:,}, PyTorch "
                       f"{torch_params:,}); benchmarks/torch_models.py no longer matches the tfsts model", file=sys.stderr)
                 return 1
             for pass_ in args.passes:
                 gap = 0.0 if args.in_process else args.gap
-                tf_times, torch_times = alternated_times(*timers[pass_], args.pairs, args.warmup, gap)
-                tf_s, torch_s = statistics.median(tf_times), statistics.median(torch_times)
-                pair_ratio = paired_median_ratio(tf_times, torch_times)
-                row = [name, f"{batch}x{'x'.join(map(str, frames))}", f"{tf_params:,}", pass_,
-                       f"{tf_s * 1e3:.0f}", f"{torch_s * 1e3:.0f}", f"{tf_s / torch_s:.2f}", f"{pair_ratio:.2f}"]
-                rows.append(row)
-                print("  " + " | ".join(row), flush=True)
+                *tf_runs, torch_times = alternated_times(timers[pass_], args.pairs, args.warmup, gap)
+                torch_s = statistics.median(torch_times)
+                for kernels, tf_times in zip(args.tf_kernels, tf_runs):
+                    tf_s = statistics.median(tf_times)
+                    pair_ratio = paired_median_ratio(tf_times, torch_times)
+                    row = [name, f"{batch}x{'x'.join(map(str, frames))}", f"{torch_params:,}", pass_, kernels,
+                           f"{tf_s * 1e3:.0f}", f"{torch_s * 1e3:.0f}", f"{tf_s / torch_s:.2f}", f"{pair_ratio:.2f}"]
+                    rows.append(row)
+                    print("  " + " | ".join(row), flush=True)
             if workers is not None:
                 workers.close()
             del timers
     print(f"done; {load()} at end")
-    print_table(["model", "input", "params (both)", "pass", "tfsts ms", "PyTorch ms", "tfsts / PyTorch",
+    print_table(["model", "input", "params (both)", "pass", "TF kernels", "tfsts ms", "PyTorch ms", "tfsts / PyTorch",
                  "per-pair ratio"], rows)
     return 0
 

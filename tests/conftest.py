@@ -4,8 +4,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import tfsts  # noqa: E402,F401  (before TensorFlow loads: the CPU kernels users get, tfsts/__init__.py)
-
 import tensorflow as tf  # noqa: E402
 
 _cpus = tf.config.list_physical_devices("CPU")
