@@ -94,7 +94,7 @@ def picked(kernel_shape, frames: int, strides=(1, 1, 1)) -> str:
     layer = STSConv3D(o, (kt, kh, kw), strides=strides, sts=False)
     layer.build((None, frames, 8, 8, c))
     x = tf.zeros((1, frames, 8, 8, c))
-    graph = tf.function(lambda: layer(x)).get_concrete_function().graph
+    graph = tf.function(lambda: layer(x, training=True)).get_concrete_function().graph  # the training step's
     types = {op.type for op in graph.get_operations()}
     if frames == 1 and kt > 1:
         return "centre tap"
@@ -113,11 +113,13 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
+    import tfsts
     from benchmarks.timing import interleaved_medians, print_table
 
     tf.config.threading.set_intra_op_parallelism_threads(2)
     tf.config.threading.set_inter_op_parallelism_threads(2)
-    print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; ms, median of {args.rounds} rounds")
+    print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; {tfsts.cpu_kernels()}; "
+          f"ms, median of {args.rounds} rounds; (tfsts): what a training call runs")
     rng = np.random.default_rng(0)
     rows = []
     for what, x_shape, k_shape, *stride in CASES:

@@ -18,10 +18,10 @@ benchmarks/torch_models.py; their parameter counts are printed and must equal tf
         [--passes train,infer,served] [--tf-kernels onednn,eigen] [--pairs 5] [--threads 2]
         [--calls 2] [--gap 0.3] [--in-process]
 
-TF kernels: "onednn" is what tfsts runs on (tfsts/__init__.py turns TF's oneDNN CPU kernels on
-where TF leaves them off); "eigen" is a TF worker with TF_ENABLE_ONEDNN_OPTS=0, TF's default on
-x86 CPUs without AVX-512 VNNI. With both, the three workers take turns (the order rotating),
-and each TF row is against the same PyTorch timings.
+TF kernels: a TF worker per choice. "default" is TF as this environment loads it (oneDNN on
+AVX-512 VNNI CPUs, else Eigen, unless TF_ENABLE_ONEDNN_OPTS says otherwise: tfsts/__init__.py);
+"onednn" and "eigen" set TF_ENABLE_ONEDNN_OPTS=1 / 0 for that worker. With several, the
+workers take turns (the order rotating), and each TF row is against the same PyTorch timings.
 
 Passes: "train" (the step), "infer" (the model's forward in inference), "served" (inference
 with each BN folded into its conv on both sides: `tfsts.models.fold_batch_norms`, what
@@ -62,7 +62,7 @@ REFERENCE_SIZES = {
     "slowonly_r50": (8, 224, 224),
     "resnet3d_18": (16, 112, 112),
 }
-TF_KERNELS = {"onednn": "1", "eigen": "0"}  # --tf-kernels: the TF_ENABLE_ONEDNN_OPTS of each TF worker
+TF_KERNELS = {"default": None, "onednn": "1", "eigen": "0"}  # --tf-kernels: each TF worker's TF_ENABLE_ONEDNN_OPTS
 MEAN = (123.675, 116.28, 103.53)  # the tfsts models' "torch" InputNormalization
 STD = (58.395, 57.12, 57.375)
 
@@ -72,7 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--sizes", default="small,ref", help="comma list of 'small' and 'ref'")
     parser.add_argument("--passes", default="train,infer", help="comma list of 'train', 'infer' and 'served'")
-    parser.add_argument("--tf-kernels", default="onednn", help="comma list of 'onednn' and 'eigen': a TF worker each")
+    parser.add_argument("--tf-kernels", default="default", help="comma list of 'default', 'onednn' and 'eigen': a TF worker each")
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
@@ -84,9 +84,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     split_choices(parser, args, {"models": MODELS, "sizes": ("small", "ref"), "passes": ("train", "infer", "served"),
                                  "tf_kernels": tuple(TF_KERNELS)})
     if not args.tf_kernels:
-        parser.error("--tf-kernels: name at least one of onednn, eigen")
-    if args.in_process and args.tf_kernels != ["onednn"]:
-        parser.error("--in-process runs TF as this process loaded it (oneDNN); --tf-kernels eigen needs the workers")
+        parser.error("--tf-kernels: name at least one of " + ", ".join(TF_KERNELS))
+    if args.in_process and len(args.tf_kernels) > 1:
+        parser.error("--in-process runs one TF (this process's); several --tf-kernels need the workers")
     if args.pairs < 1 or args.calls < 1:
         parser.error("--pairs and --calls must be at least 1")
     return args
@@ -234,12 +234,18 @@ class Workers:
             proc.join()
 
 
+def apply_tf_kernels(kernels: str | None) -> None:
+    """Set TF_ENABLE_ONEDNN_OPTS for `kernels` (a TF_KERNELS name; "default" or None: leave it);
+    a TF loaded after this takes it."""
+    if TF_KERNELS.get(kernels) is not None:
+        os.environ[tfsts.ONEDNN_ENV] = TF_KERNELS[kernels]
+
+
 @contextlib.contextmanager
 def onednn_env(kernels: str | None):
-    """TF_ENABLE_ONEDNN_OPTS set for `kernels` ("onednn" / "eigen"; None: unchanged) while inside."""
+    """`apply_tf_kernels` while inside; the environment as it was after."""
     saved = os.environ.get(tfsts.ONEDNN_ENV)
-    if kernels is not None:
-        os.environ[tfsts.ONEDNN_ENV] = TF_KERNELS[kernels]
+    apply_tf_kernels(kernels)
     try:
         yield
     finally:
@@ -291,12 +297,14 @@ def main(argv=None) -> int:
         return 1
     from benchmarks.timing import print_table
 
+    if args.in_process:
+        apply_tf_kernels(args.tf_kernels[0])
     import tensorflow as tf
 
     mode = ("one process, one call per timing, no gap" if args.in_process else
             f"a worker process each, {args.calls} calls per timing after an untimed one, {args.gap:g} s idle before")
     print(f"tfsts (TF {tf.__version__}, tf.function) vs PyTorch {torch.__version__}, CPU, float32, {args.threads} "
-          f"threads each, sts=False, median of {args.pairs} alternated pairs, {mode}; TF kernels per row: onednn = TF_ENABLE_ONEDNN_OPTS=1 (tfsts's), eigen = 0; {load()} at start", flush=True)
+          f"threads each, sts=False, median of {args.pairs} alternated pairs, {mode}; TF kernels per row: default = {tfsts.cpu_kernels()}, onednn = TF_ENABLE_ONEDNN_OPTS=1, eigen = 0; {load()} at start", flush=True)
     if args.in_process:
         for framework in ("tfsts", "torch"):
             set_threads(framework, args.threads)

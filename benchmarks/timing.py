@@ -58,7 +58,7 @@ def split_choices(parser, args, choices: dict[str, tuple[str, ...]]) -> None:
         values = [v for v in getattr(args, dest).split(",") if v]
         bad = [v for v in values if v not in allowed]
         if bad:
-            parser.error(f"--{dest}: unknown {bad}; choose from {', '.join(allowed)}")
+            parser.error(f"--{dest.replace('_', '-')}: unknown {bad}; choose from {', '.join(allowed)}")
         setattr(args, dest, values)
 
 

@@ -25,3 +25,54 @@ def test_importing_tfsts_leaves_the_onednn_switch_alone():
 def test_cpu_kernels_names_the_users_setting():
     assert cpu_kernels_in_fresh_process("1") == ("1", "oneDNN CPU kernels (TF_ENABLE_ONEDNN_OPTS=1)")
     assert cpu_kernels_in_fresh_process("0") == ("0", "Eigen CPU kernels (TF_ENABLE_ONEDNN_OPTS=0)")
+
+
+# One dense 3x3x3 conv, trained and inferred, in a process whose TF loads with the given
+# kernels: which TF conv op each call runs, and its gradients against Keras' Conv3D.
+FORMULATION_PROBE = """
+import numpy as np, tensorflow as tf, keras
+from tfsts.layers import STSConv3D
+from tfsts.layers.backend_kernels import tf_cpu_convs_on_eigen
+rng = np.random.default_rng(0)
+x = tf.constant(rng.normal(size=(2, 4, 8, 6, 16)).astype("float32"))
+kernel = rng.normal(size=(3, 3, 3, 16, 8)).astype("float32")
+ours = STSConv3D(8, 3, sts=False, use_bias=False)
+ours.build(x.shape)
+ours.kernel.assign(kernel)
+theirs = keras.layers.Conv3D(8, 3, padding="same", use_bias=False)
+theirs.build(x.shape)
+theirs.kernel.assign(kernel)
+def ops_of(training):
+    graph = tf.function(lambda: ours(x, training=training)).get_concrete_function().graph
+    return sorted({op.type for op in graph.get_operations()} & {"Conv2D", "Conv3D"})
+grads = []
+for layer in (ours, theirs):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(layer(x, training=True) ** 2)
+    grads.append([g.numpy() for g in tape.gradient(loss, [x, layer.kernel])])
+error = max(float(np.abs(a - b).max() / np.abs(b).max()) for a, b in zip(*grads))
+print(tf_cpu_convs_on_eigen(), ",".join(ops_of(True)), ",".join(ops_of(False)), error)
+"""
+
+
+def formulation_in_fresh_process(env_value: str) -> tuple[str, str, str, float]:
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": env_value, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", FORMULATION_PROBE], env=env, capture_output=True, text=True,
+                         timeout=300, check=True)
+    eigen, train_ops, infer_ops, error = out.stdout.strip().splitlines()[-1].split()
+    return eigen, train_ops, infer_ops, float(error)
+
+
+def test_on_eigen_a_dense_conv_trains_as_frames_stacked_into_conv2d():
+    """Eigen's Conv3D gradients are slow (tfsts/layers/sts_conv.py, the formulation rules): the
+    training call stacks the frames into one Conv2D, inference keeps Conv3D; same gradients."""
+    eigen, train_ops, infer_ops, error = formulation_in_fresh_process("0")
+    assert (eigen, train_ops, infer_ops) == ("True", "Conv2D", "Conv3D")
+    assert error < 1e-5
+
+
+def test_on_onednn_a_dense_conv_trains_as_conv3d():
+    eigen, train_ops, infer_ops, error = formulation_in_fresh_process("1")
+    assert (eigen, train_ops, infer_ops) == ("False", "Conv3D", "Conv3D")
+    assert error < 1e-5

@@ -7,6 +7,8 @@ backend is TensorFlow does it call TensorFlow, which it imports when first calle
 
 from __future__ import annotations
 
+import functools
+
 import keras
 from keras import ops
 
@@ -125,3 +127,24 @@ def bias_add(x, bias):
         return tf.nn.bias_add(x, bias)
     frames = _as_frames(x)
     return tf.reshape(tf.nn.bias_add(frames, bias), tf.shape(x))
+
+
+@functools.cache
+def tf_cpu_convs_on_eigen() -> bool:
+    """Whether the backend is TensorFlow running its convs on the CPU with Eigen's kernels, not
+    oneDNN's: TF's default on x86 CPUs without AVX-512 VNNI (tfsts/__init__.py). There Conv3D's
+    gradients are slow: a 3x3x3 conv's training step at 2x8x56x56x64 took 831 ms against 589 as
+    frames stacked into one Conv2D, while its forward stays faster (126 against 186 ms;
+    benchmarks/bench_convs.py, AMD EPYC). TF decides once, when it loads, and no public API
+    reports it, so this asks TF's own build-info module (oneDNN assumed if that moves)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        return False
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return False
+    return not _pywrap_util_port.IsMklEnabled()

@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple, Sequence
 import keras
 from keras import ops
 
-from tfsts.layers.backend_kernels import bias_add, conv2d_padded, depthwise_conv1d
+from tfsts.layers.backend_kernels import bias_add, conv2d_padded, depthwise_conv1d, tf_cpu_convs_on_eigen
 
 STS_CASES = ("A", "B", "C")
 STS_VARIANTS = ("reference", "rowcol")
@@ -535,7 +535,8 @@ def shifted_tap_conv(x, kernel, branches: Sequence[tuple[int, TapOrder]]):
 
 
 # Which formulation a plain conv takes on which input. The sums are the same; the choice
-# is speed, measured on TF's CPU kernels (oneDNN) with benchmarks/bench_convs.py:
+# is speed, measured on TF's CPU kernels (oneDNN, unless a rule says Eigen) with
+# benchmarks/bench_convs.py:
 # - TF's native Conv3D is the fastest dense kt x kh x kw conv at stride 1 (forward and
 #   training step) once the input has a few channels; on RGB stems its filter gradient
 #   is slower than `dense_conv3d_as_2d`'s Conv2D.
@@ -551,6 +552,11 @@ def shifted_tap_conv(x, kernel, branches: Sequence[tuple[int, TapOrder]]):
 #   an explicitly padded Conv3D makes Grappler's remapper fail on the training graph
 #   ("remapper failed: ... missing node .../Pad"), which then leaves the whole graph
 #   unfused (tests/test_models_graph.py).
+# - Where TF's CPU convs run on Eigen (`tf_cpu_convs_on_eigen`: x86 without AVX-512 VNNI), a
+#   training call of a dense kt x kh x kw conv with kh or kw > 1 takes `dense_conv3d_as_2d`:
+#   Eigen's Conv3D gradients took 831 against 589 ms at ResNet-18's res2 shape (2x8x56x56x64),
+#   232 against 206 at res3, 130 against 125 at res4. Its inference keeps Conv3D (126 against
+#   186 ms forward).
 # - STS's branches (cases B and C at temporal stride 1, `shifted_tap_conv`) run the backend's
 #   convs per branch from NATIVE_CONV3D_MIN_CHANNELS input channels on frames of
 #   BRANCH_CONVS_MIN_POSITIONS or more positions; on smaller frames the column-raster conv's
@@ -896,7 +902,7 @@ class STSConv3D(keras.layers.Layer):
             return dense_conv3d_as_2d(x, kernel, strides)
         if native and temporal and self.input_channels >= GEMM_KERNEL_GRADIENT_MIN_CHANNELS:
             return temporal_conv3d(x, kernel)
-        if native:
+        if native and not (training and not temporal and tf_cpu_convs_on_eigen()):
             return ops.conv(x, kernel, strides=1, padding="same")  # 'same' is symmetric at stride 1
         if temporal:
             return shifted_tap_conv(x, kernel, [(self.filters, TEMPORAL)])
