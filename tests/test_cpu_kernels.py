@@ -52,27 +52,46 @@ for layer in (ours, theirs):
         loss = tf.reduce_sum(layer(x, training=True) ** 2)
     grads.append([g.numpy() for g in tape.gradient(loss, [x, layer.kernel])])
 error = max(float(np.abs(a - b).max() / np.abs(b).max()) for a, b in zip(*grads))
-print(tf_cpu_convs_on_eigen(), ",".join(ops_of(True)), ",".join(ops_of(False)), error)
+# A temporal 3x1x1 conv on 128 channels: its input gradient as Eigen's transposed Conv3D or a GEMM.
+xt = tf.constant(rng.normal(size=(1, 4, 3, 3, 128)).astype("float32"))
+temporal = STSConv3D(16, (3, 1, 1), sts=False, use_bias=False)
+temporal.build(xt.shape)
+def input_gradient():
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        loss = tf.reduce_sum(temporal(xt, training=True) ** 2)
+    return tape.gradient(loss, xt)
+dx_ops = {op.type for op in tf.function(input_gradient).get_concrete_function().graph.get_operations()}
+reference = keras.layers.Conv3D(16, (3, 1, 1), padding="same", use_bias=False)
+reference.build(xt.shape)
+reference.kernel.assign(temporal.kernel)
+with tf.GradientTape() as tape:
+    tape.watch(xt)
+    loss = tf.reduce_sum(reference(xt) ** 2)
+dx_reference = tape.gradient(loss, xt).numpy()
+error = max(error, float(np.abs(input_gradient().numpy() - dx_reference).max() / np.abs(dx_reference).max()))
+print(tf_cpu_convs_on_eigen(), ",".join(ops_of(True)), ",".join(ops_of(False)), "Conv3DBackpropInputV2" in dx_ops, error)
 """
 
 
-def formulation_in_fresh_process(env_value: str) -> tuple[str, str, str, float]:
+def formulation_in_fresh_process(env_value: str) -> tuple[str, str, str, str, float]:
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": env_value, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run([sys.executable, "-c", FORMULATION_PROBE], env=env, capture_output=True, text=True,
                          timeout=300, check=True)
-    eigen, train_ops, infer_ops, error = out.stdout.strip().splitlines()[-1].split()
-    return eigen, train_ops, infer_ops, float(error)
+    eigen, train_ops, infer_ops, transposed_conv3d, error = out.stdout.strip().splitlines()[-1].split()
+    return eigen, train_ops, infer_ops, transposed_conv3d, float(error)
 
 
-def test_on_eigen_a_dense_conv_trains_as_frames_stacked_into_conv2d():
+def test_on_eigen_convs_train_as_conv2d_and_gemms():
     """Eigen's Conv3D gradients are slow (tfsts/layers/sts_conv.py, the formulation rules): the
-    training call stacks the frames into one Conv2D, inference keeps Conv3D; same gradients."""
-    eigen, train_ops, infer_ops, error = formulation_in_fresh_process("0")
-    assert (eigen, train_ops, infer_ops) == ("True", "Conv2D", "Conv3D")
+    training call stacks the frames into one Conv2D, inference keeps Conv3D, and a temporal
+    conv's input gradient is a GEMM; same gradients as Keras' Conv3D."""
+    eigen, train_ops, infer_ops, transposed_conv3d, error = formulation_in_fresh_process("0")
+    assert (eigen, train_ops, infer_ops, transposed_conv3d) == ("True", "Conv2D", "Conv3D", "False")
     assert error < 1e-5
 
 
-def test_on_onednn_a_dense_conv_trains_as_conv3d():
-    eigen, train_ops, infer_ops, error = formulation_in_fresh_process("1")
-    assert (eigen, train_ops, infer_ops) == ("False", "Conv3D", "Conv3D")
+def test_on_onednn_dense_and_temporal_convs_train_on_conv3d():
+    eigen, train_ops, infer_ops, transposed_conv3d, error = formulation_in_fresh_process("1")
+    assert (eigen, train_ops, infer_ops, transposed_conv3d) == ("False", "Conv3D", "Conv3D", "True")
     assert error < 1e-5

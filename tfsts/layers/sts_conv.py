@@ -556,7 +556,10 @@ def shifted_tap_conv(x, kernel, branches: Sequence[tuple[int, TapOrder]]):
 #   training call of a dense kt x kh x kw conv with kh or kw > 1 takes `dense_conv3d_as_2d`:
 #   Eigen's Conv3D gradients took 831 against 589 ms at ResNet-18's res2 shape (2x8x56x56x64),
 #   232 against 206 at res3, 130 against 125 at res4. Its inference keeps Conv3D (126 against
-#   186 ms forward).
+#   186 ms forward). A temporal kt x 1 x 1 conv with GEMM_KERNEL_GRADIENT_MIN_CHANNELS or more
+#   input channels takes `shifted_tap_conv` there (Conv3D forward, both gradients GEMMs): Eigen's
+#   transposed Conv3D for the input gradient made `temporal_conv3d`'s step 1.2-1.4x as long
+#   (SlowOnly res4 209 against 171 ms, R(2+1)D res2 232 against 166; SlowOnly res5 at parity).
 # - STS's branches (cases B and C at temporal stride 1, `shifted_tap_conv`) run the backend's
 #   convs per branch from NATIVE_CONV3D_MIN_CHANNELS input channels on frames of
 #   BRANCH_CONVS_MIN_POSITIONS or more positions; on smaller frames the column-raster conv's
@@ -901,6 +904,8 @@ class STSConv3D(keras.layers.Layer):
         if kt == 1 or strides != (1, 1, 1):
             return dense_conv3d_as_2d(x, kernel, strides)
         if native and temporal and self.input_channels >= GEMM_KERNEL_GRADIENT_MIN_CHANNELS:
+            if tf_cpu_convs_on_eigen():
+                return shifted_tap_conv(x, kernel, [(self.filters, TEMPORAL)])
             return temporal_conv3d(x, kernel)
         if native and not (training and not temporal and tf_cpu_convs_on_eigen()):
             return ops.conv(x, kernel, strides=1, padding="same")  # 'same' is symmetric at stride 1
