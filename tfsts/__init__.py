@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 # TensorFlow's CPU convs run on oneDNN by default only on x86 CPUs with AVX-512 VNNI and newer,
 # on Eigen elsewhere (AMD EPYC, older Intel), and TF_ENABLE_ONEDNN_OPTS=1 turns oneDNN on there.
 # tfsts leaves TF's choice alone: on a 2-core AMD EPYC (AVX2) oneDNN made the training step
-# 1.2-2.0x faster but gave wrong kernel gradients for 1x1 strided convs with fewer than 8 input
+# 1.1-1.9x faster but gave wrong kernel gradients for 1x1 strided convs with fewer than 8 input
 # channels, and the demo's ResNet stopped learning (README, "CPU kernels").
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 
