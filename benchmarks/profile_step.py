@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--sts", action="store_true", help="STS on (the model's default cases)")
     parser.add_argument("--pass", dest="pass_", choices=("train", "infer"), default="train")
+    parser.add_argument("--top-ops", type=int, default=0, help="also list the N heaviest single ops")
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(2)
     tf.config.threading.set_inter_op_parallelism_threads(2)
@@ -149,6 +150,12 @@ def main() -> None:
               f"{total / args.steps * 1e3:.0f} ms (summed over threads' executor events)")
         print_table(["layer kind", "ms / step", "share", "compute ms", "movement ms", "elementwise ms"], rows)
         print("top op types: " + ", ".join(f"{t} {s / args.steps * 1e3:.0f}" for t, s in by_type.most_common(12)))
+        if args.top_ops:
+            by_op = collections.Counter()
+            for op_name, op_type, s in ops:
+                by_op[(op_name, op_type)] += s
+            print_table(["op", "type", "ms / step"], [[n, t, f"{s / args.steps * 1e3:.1f}"]
+                                                      for (n, t), s in by_op.most_common(args.top_ops)])
 
 
 if __name__ == "__main__":
