@@ -103,3 +103,24 @@ def sts_case_bc(x: np.ndarray, kernel: np.ndarray, temporal_stride: int = 1) -> 
     a2 = dense_seq_conv(frames.transpose(0, 2, 1, 3).reshape(b * tk, w * h, c), k2)
     a2 = a2.reshape(b * tk, w, h, q).transpose(0, 2, 1, 3).reshape(b, tk, h, w, q)
     return np.concatenate([a1, a2, motion], axis=-1)
+
+
+def max_pool3d_and_grad(x: np.ndarray, pool_size, strides, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch's 3D max pool (padding (k - 1) / 2 of -inf per side) of x [B, T, H, W, C], and
+    its gradient for the output gradient dy: each output's dy goes to the first input of its
+    window, in (t, h, w) order, that holds the window's maximum (PyTorch's choice)."""
+    pads = [(k - 1) // 2 for k in pool_size]
+    padded = np.pad(x, [(0, 0), *[(p, p) for p in pads], (0, 0)], constant_values=-np.inf)
+    out_shape = [(n + 2 * p - k) // s + 1 for n, p, k, s in zip(x.shape[1:4], pads, pool_size, strides)]
+    y = np.empty((x.shape[0], *out_shape, x.shape[4]), x.dtype)
+    grad = np.zeros_like(padded)
+    for b, t, h, w in np.ndindex(x.shape[0], *out_shape):
+        t0, h0, w0 = t * strides[0], h * strides[1], w * strides[2]
+        window = padded[b, t0:t0 + pool_size[0], h0:h0 + pool_size[1], w0:w0 + pool_size[2]]
+        flat = window.reshape(-1, x.shape[4])
+        first = flat.argmax(axis=0)  # per channel
+        y[b, t, h, w] = flat.max(axis=0)
+        dt, dh, dw = np.unravel_index(first, pool_size)
+        np.add.at(grad, (b, t0 + dt, h0 + dh, w0 + dw, np.arange(x.shape[4])), dy[b, t, h, w])
+    inner = tuple(slice(p, p + n) for p, n in zip(pads, x.shape[1:4]))
+    return y, grad[(slice(None), *inner)]

@@ -95,3 +95,35 @@ def test_on_onednn_dense_and_temporal_convs_train_on_conv3d():
     eigen, train_ops, infer_ops, transposed_conv3d, error = formulation_in_fresh_process("1")
     assert (eigen, train_ops, infer_ops, transposed_conv3d) == ("False", "Conv3D", "Conv3D", "True")
     assert error < 1e-5
+
+
+# A max pool over [1.0, 1.000001]: TF's own MaxPool3D gradient and tfsts's MaxPool3D's.
+MAX_POOL_PROBE = """
+import numpy as np, tensorflow as tf
+from tfsts.models.blocks import MaxPool3D
+x = tf.constant(np.array([1.0, 1.000001], np.float32).reshape(1, 1, 1, 2, 1))
+def gradient(pool):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = pool(x)
+    return tape.gradient(y, x)
+ours = MaxPool3D((1, 1, 2), (1, 1, 2))
+graph = tf.function(lambda: gradient(ours)).get_concrete_function().graph
+def text(grad):
+    return ",".join(str(v) for v in grad.numpy().ravel())
+print(text(gradient(lambda v: tf.nn.max_pool3d(v, (1, 1, 2), (1, 1, 2), "VALID"))), text(gradient(ours)),
+      "MaxPool3DGrad" in {op.type for op in graph.get_operations()})
+"""
+
+
+def test_max_pool_gradient_goes_to_the_maximum_with_either_kernels():
+    """TF's MaxPool3DGrad credits every input within about 1e-5 of the maximum (Eigen's and with
+    oneDNN on; if TF fixes it, the first assert fails and backend_kernels.max_pool3d may go back
+    to the Keras op); tfsts's MaxPool3D takes TF's 2D MaxPoolGrad, which credits the maximum."""
+    for env_value in ("0", "1"):
+        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": env_value, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        out = subprocess.run([sys.executable, "-c", MAX_POOL_PROBE], env=env, capture_output=True, text=True,
+                             timeout=300, check=True)
+        tf_grad, tfsts_grad, uses_3d_grad = out.stdout.strip().splitlines()[-1].split()
+        assert tf_grad == "1.0,1.0", env_value
+        assert (tfsts_grad, uses_3d_grad) == ("0.0,1.0", "False"), env_value

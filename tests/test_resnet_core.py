@@ -163,3 +163,29 @@ def test_strided_max_pool_runs_in_bfloat16_and_matches_float32():
                 win = x[:, max(2 * t - 1, 0):2 * t + 2, max(2 * h - 1, 0):2 * h + 2, max(2 * w - 1, 0):2 * w + 2]
                 ref[:, t, h, w] = win.max(axis=(1, 2, 3))
     np.testing.assert_array_equal(want, ref)
+
+
+@pytest.mark.parametrize("pool_size, strides", [((3, 3, 3), (2, 2, 2)), ((1, 3, 3), (1, 2, 2)), ((2, 1, 1), (2, 1, 1))])
+def test_max_pool_and_its_gradient_match_a_numpy_oracle(pool_size, strides):
+    """Hara's 3x3x3 /2 stem pool, SlowOnly's 1x3x3 /1x2x2 and SlowFast's temporal 2x1x1 /2:
+    maxima and each output's gradient routed to one input of its window (tests/reference_numpy.py),
+    on distinct values with near-ties (neighbours 1e-6 apart, which TF's MaxPool3DGrad both
+    credits: tfsts/layers/backend_kernels.py `max_pool3d`)."""
+    import tensorflow as tf
+
+    from tests.reference_numpy import max_pool3d_and_grad
+    from tfsts.models.blocks import MaxPool3D
+
+    rng = np.random.default_rng(0)
+    shape = (2, 6, 9, 8, 3)
+    x = (1.0 + rng.permutation(np.prod(shape)).reshape(shape) * 1e-6).astype(np.float32)
+    pool = MaxPool3D(pool_size, strides)
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = pool(xt)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        loss = tf.reduce_sum(y * dy)
+    want_y, want_grad = max_pool3d_and_grad(x, pool_size, strides, dy)
+    np.testing.assert_array_equal(y.numpy(), want_y)
+    np.testing.assert_allclose(tape.gradient(loss, xt).numpy(), want_grad, rtol=1e-6, atol=1e-6)

@@ -129,6 +129,51 @@ def bias_add(x, bias):
     return tf.reshape(tf.nn.bias_add(frames, bias), tf.shape(x))
 
 
+def max_pool3d(x, pool_size: tuple[int, int, int], strides: tuple[int, int, int],
+               pads: list[tuple[int, int]], pad_value: float):
+    """`ops.pad` of T, H, W by `pads` with `pad_value`, then a 'valid' `ops.max_pool` of
+    [N, T, H, W, C].
+
+    On TensorFlow the same maxima come from 2D MaxPools (`max_pool3d_as_2d`), for their
+    gradient: TF's CPU MaxPool3DGrad (Eigen's and with oneDNN on) gives the full gradient to
+    every input within about 1e-5 of its window's maximum, not to one: [1.0, 1.000001] pooled
+    to 1.000001 gets gradient [1, 1]; 86 of 3.2 million inputs at ResNet-18's stem pool on
+    distinct values (tests/test_cpu_kernels.py). TF's 2D MaxPoolGrad routes each output's
+    gradient to one input, as PyTorch does. It is also faster on Eigen: 41 against 229 ms for
+    the forward + backward of that 3x3x3 pool at 2x8x56x56x64, 32 against 163 for SlowOnly's
+    1x3x3; with oneDNN within 0.3 ms of it (`python -m benchmarks.bench_pools`).
+    """
+    x = ops.pad(x, [(0, 0), *pads, (0, 0)], constant_values=pad_value)
+    if keras.backend.backend() != "tensorflow":
+        return ops.max_pool(x, pool_size, strides, padding="valid")
+    return max_pool3d_as_2d(x, pool_size, strides)
+
+
+def max_pool3d_as_2d(x, pool_size: tuple[int, int, int], strides: tuple[int, int, int]):
+    """A 'valid' 3D max pool of a TF tensor [N, T, H, W, C] as a kh x kw TF MaxPool over its
+    frames, then a kt x 1 one over [T, H' * W'] (`max_pool3d`)."""
+    import tensorflow as tf
+
+    (kt, kh, kw), (st, sh, sw) = pool_size, strides
+    n, t, h, w, c = _dims(x)
+    if (kh, kw, sh, sw) != (1, 1, 1, 1):
+        frames = tf.nn.max_pool2d(tf.reshape(x, [-1, h, w, c]), (kh, kw), (sh, sw), "VALID")
+        _, h, w, _ = _dims(frames)
+        x = tf.reshape(frames, [n, t, h, w, c])
+    if (kt, st) == (1, 1):
+        return x
+    rows = tf.nn.max_pool2d(tf.reshape(x, [n, t, h * w, c]), (kt, 1), (st, 1), "VALID")
+    return tf.reshape(rows, [n, _dims(rows)[1], h, w, c])
+
+
+def _dims(x) -> list:
+    """A TF tensor's sizes: static where known, else from tf.shape (so reshapes keep them)."""
+    import tensorflow as tf
+
+    shape = tf.shape(x)
+    return [shape[i] if d is None else int(d) for i, d in enumerate(x.shape)]
+
+
 @functools.cache
 def tf_cpu_convs_on_eigen() -> bool:
     """Whether the backend is TensorFlow running its convs on the CPU with Eigen's kernels, not

@@ -16,6 +16,7 @@ import numpy as np
 from keras import ops
 
 from tfsts.layers import BatchNorm, STSConv3D
+from tfsts.layers.backend_kernels import max_pool3d
 from tfsts.layers.normalization import InputNormalization
 from tfsts.layers.sts_conv import conv_output_length, slice_axis, symmetric_pads
 
@@ -172,11 +173,9 @@ class MaxPool3D(keras.layers.Layer):
     def call(self, x):
         if all(s == 1 for s in self.strides):
             return ops.max_pool(x, self.pool_size, self.strides, padding="same")
-        pads = [(0, 0)] + symmetric_pads(self.pool_size) + [(0, 0)]
         # ml_dtypes.finfo also knows bfloat16 (NumPy's finfo does not: mixed_bfloat16 would fail here).
         lowest = float(ml_dtypes.finfo(keras.backend.standardize_dtype(x.dtype)).min)
-        x = ops.pad(x, pads, constant_values=lowest)
-        return ops.max_pool(x, self.pool_size, self.strides, padding="valid")
+        return max_pool3d(x, self.pool_size, self.strides, symmetric_pads(self.pool_size), lowest)
 
     def compute_output_shape(self, input_shape):
         b, *spatial, c = input_shape
