@@ -165,9 +165,10 @@ def test_strided_max_pool_runs_in_bfloat16_and_matches_float32():
     np.testing.assert_array_equal(want, ref)
 
 
-@pytest.mark.parametrize("pool_size, strides", [((3, 3, 3), (2, 2, 2)), ((1, 3, 3), (1, 2, 2)), ((2, 1, 1), (2, 1, 1))])
+@pytest.mark.parametrize("pool_size, strides", [((3, 3, 3), (2, 2, 2)), ((1, 3, 3), (1, 2, 2)), ((2, 1, 1), (2, 1, 1)), ((3, 3, 3), (1, 1, 1))])
 def test_max_pool_and_its_gradient_match_a_numpy_oracle(pool_size, strides):
-    """Hara's 3x3x3 /2 stem pool, SlowOnly's 1x3x3 /1x2x2 and SlowFast's temporal 2x1x1 /2:
+    """Hara's 3x3x3 /2 stem pool, SlowOnly's 1x3x3 /1x2x2, SlowFast's temporal 2x1x1 /2 and a
+    stride-1 pool:
     maxima and each output's gradient routed to one input of its window (tests/reference_numpy.py),
     on distinct values with near-ties (neighbours 1e-6 apart, which TF's MaxPool3DGrad both
     credits: tfsts/layers/backend_kernels.py `max_pool3d`)."""

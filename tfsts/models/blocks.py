@@ -171,14 +171,18 @@ class MaxPool3D(keras.layers.Layer):
         self.strides = tuple(int(v) for v in strides)
 
     def call(self, x):
-        if all(s == 1 for s in self.strides):
-            return ops.max_pool(x, self.pool_size, self.strides, padding="same")
+        if all(s == 1 for s in self.strides):  # 'same' (symmetric for odd sizes)
+            pads = [((k - 1) // 2, k // 2) for k in self.pool_size]
+        else:
+            pads = symmetric_pads(self.pool_size)
         # ml_dtypes.finfo also knows bfloat16 (NumPy's finfo does not: mixed_bfloat16 would fail here).
         lowest = float(ml_dtypes.finfo(keras.backend.standardize_dtype(x.dtype)).min)
-        return max_pool3d(x, self.pool_size, self.strides, symmetric_pads(self.pool_size), lowest)
+        return max_pool3d(x, self.pool_size, self.strides, pads, lowest)
 
     def compute_output_shape(self, input_shape):
         b, *spatial, c = input_shape
+        if all(s == 1 for s in self.strides):
+            return tuple(input_shape)
         out = [conv_output_length(n, k, s) for n, k, s in zip(spatial, self.pool_size, self.strides)]
         return (b, *out, c)
 
