@@ -12,7 +12,11 @@ side, round after round (tf.function, float32, 2 threads), median per formulatio
 
 Inputs are distinct values 1e-4 apart (no near-ties), so both give the same gradients (checked).
 
-    python -m benchmarks.bench_pools [--rounds 7]
+`--models`: then each model's training step (SGD, batch 2, 8x112x112) with its MaxPool3D layers
+as tfsts runs them against the same model and weights with Keras' MaxPool3D op (traced with the
+layer's old call), interleaved in one process, median of the per-round ratios.
+
+    python -m benchmarks.bench_pools [--rounds 7] [--models resnet3d_18,slowonly_r50 --model-rounds 9]
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ def formulations(pool_size, strides) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--models", default="", help="comma list of zoo names: whole training steps too")
+    parser.add_argument("--model-rounds", type=int, default=9)
     args = parser.parse_args()
 
     import numpy as np
@@ -91,6 +97,52 @@ def main() -> None:
             rows.append([what, name, f"{times[(name, 'forward')] * 1e3:.1f}", f"{times[(name, 'train')] * 1e3:.1f}"])
         print(f"  {what} done", flush=True)
     print_table(["pool (input)", "formulation", "forward ms", "forward + backward ms"], rows)
+    if args.models:
+        model_rows = [model_row(name, args.model_rounds) for name in args.models.split(",") if name]
+        print_table(["model (train step, batch 2, 8x112x112)", "2D MaxPools ms", "MaxPool3D ms", "ratio (per round)"], model_rows)
+
+
+def keras_max_pool_call(layer, x):
+    """MaxPool3D's call as it was: a -inf Pad and Keras' 'valid' max pool (TF's MaxPool3D)."""
+    import keras
+    import ml_dtypes
+    from keras import ops
+
+    from tfsts.models.blocks import symmetric_pads
+
+    lowest = float(ml_dtypes.finfo(keras.backend.standardize_dtype(x.dtype)).min)
+    x = ops.pad(x, [(0, 0), *symmetric_pads(layer.pool_size), (0, 0)], constant_values=lowest)
+    return ops.max_pool(x, layer.pool_size, layer.strides, padding="valid")
+
+
+def model_row(name: str, rounds: int) -> list:
+    import statistics
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from benchmarks.timing import interleaved_times, median_ratio, tf_sgd_train_step
+    from tfsts import models
+    from tfsts.models import blocks
+
+    x = tf.constant(np.random.default_rng(0).uniform(0, 255, (2, 8, 112, 112, 3)).astype("float32"))
+    y = tf.constant([1, 2])
+    steps = {}
+    for variant in ("tfsts", "keras"):
+        keras.utils.set_random_seed(0)
+        step = tf_sgd_train_step(models.build_model(name, num_classes=400, input_shape=(8, 112, 112, 3)), x, y)
+        tfsts_call = blocks.MaxPool3D.call
+        if variant == "keras":
+            blocks.MaxPool3D.call = keras_max_pool_call
+        try:
+            step()  # traces the graph with this call
+        finally:
+            blocks.MaxPool3D.call = tfsts_call
+        steps[variant] = step
+    times = interleaved_times({k: (lambda s=s: s().numpy()) for k, s in steps.items()}, rounds=rounds, warmup=1)
+    return [name, f"{statistics.median(times['tfsts']) * 1e3:.0f}", f"{statistics.median(times['keras']) * 1e3:.0f}",
+            f"{median_ratio(times, 'tfsts', 'keras'):.3f}"]
 
 
 if __name__ == "__main__":
