@@ -1,8 +1,9 @@
 """The one place where model code names a backend: convs that TensorFlow's CPU kernels
 run much faster in a form `keras.ops` does not offer (another layout of the same memory
-for a gradient; explicit padding). Each function is the `keras.ops` op on every other
-backend (and the tests check both against the same NumPy references); only where the
-backend is TensorFlow does it call TensorFlow, which it imports when first called.
+for a gradient; explicit padding), and a max pool whose TF gradient is exact only in
+another form. Each function is the `keras.ops` op on every other backend (and the tests
+check both against the same NumPy references); only where the backend is TensorFlow does
+it call TensorFlow, which it imports when first called.
 """
 
 from __future__ import annotations

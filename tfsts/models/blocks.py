@@ -162,7 +162,9 @@ def add_and_relu(shortcut, residual, name: str):
 class MaxPool3D(keras.layers.Layer):
     """Max pooling with PyTorch's symmetric padding ((k - 1) / 2 of -inf on each side).
 
-    TensorFlow's 'same' pads at the end only for stride 2, which shifts every window.
+    TensorFlow's 'same' pads at the end only for stride 2, which shifts every window. On
+    TensorFlow it runs as 2D pools, whose gradient goes to the maximum only
+    (`backend_kernels.max_pool3d`).
     """
 
     def __init__(self, pool_size: Sequence[int], strides: Sequence[int], **kwargs):
