@@ -34,6 +34,16 @@ CASES = [
 ]
 
 
+def keras_max_pool(x, pool_size, strides):
+    """A -inf Pad (PyTorch's symmetric padding), then Keras' 'valid' max pool: TF's MaxPool3D."""
+    from keras import ops
+
+    from tfsts.models.blocks import symmetric_pads
+
+    x = ops.pad(x, [(0, 0), *symmetric_pads(pool_size), (0, 0)], constant_values=float("-inf"))
+    return ops.max_pool(x, pool_size, strides, padding="valid")
+
+
 def formulations(pool_size, strides) -> dict:
     from keras import ops
 
@@ -41,13 +51,9 @@ def formulations(pool_size, strides) -> dict:
     from tfsts.models.blocks import symmetric_pads
 
     pads = [(0, 0), *symmetric_pads(pool_size), (0, 0)]
-
-    def padded(x):
-        return ops.pad(x, pads, constant_values=float("-inf"))
-
     return {
-        "MaxPool3D": lambda x: ops.max_pool(padded(x), pool_size, strides, padding="valid"),
-        "2D MaxPools (tfsts)": lambda x: max_pool3d_as_2d(padded(x), pool_size, strides),
+        "MaxPool3D": lambda x: keras_max_pool(x, pool_size, strides),
+        "2D MaxPools (tfsts)": lambda x: max_pool3d_as_2d(ops.pad(x, pads, constant_values=float("-inf")), pool_size, strides),
     }
 
 
@@ -103,16 +109,8 @@ def main() -> None:
 
 
 def keras_max_pool_call(layer, x):
-    """MaxPool3D's call as it was: a -inf Pad and Keras' 'valid' max pool (TF's MaxPool3D)."""
-    import keras
-    import ml_dtypes
-    from keras import ops
-
-    from tfsts.models.blocks import symmetric_pads
-
-    lowest = float(ml_dtypes.finfo(keras.backend.standardize_dtype(x.dtype)).min)
-    x = ops.pad(x, [(0, 0), *symmetric_pads(layer.pool_size), (0, 0)], constant_values=lowest)
-    return ops.max_pool(x, layer.pool_size, layer.strides, padding="valid")
+    """MaxPool3D's call as it was (`keras_max_pool`; float32 here, so -inf is the dtype's lowest)."""
+    return keras_max_pool(x, layer.pool_size, layer.strides)
 
 
 def model_row(name: str, rounds: int) -> list:

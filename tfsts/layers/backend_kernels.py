@@ -87,7 +87,7 @@ def _as_frames(x):
     frame ops (FusedBatchNormV3, BiasAdd), which Grappler fuses with a Conv2D over the same frames."""
     import tensorflow as tf
 
-    return tf.reshape(x, [-1, *(tf.shape(x)[i] if d is None else d for i, d in enumerate(x.shape[-3:], len(x.shape) - 3))])
+    return tf.reshape(x, [-1, *_dims(x)[-3:]])
 
 
 def batch_norm_inference(x, mean, variance, offset, scale, epsilon: float):
