@@ -16,7 +16,7 @@ benchmarks/torch_models.py; their parameter counts are printed and must equal tf
 
     python -m benchmarks.bench_vs_torch [--models r2plus1d_18,x3d_s] [--sizes small,ref]
         [--passes train,infer,served] [--tf-kernels onednn,eigen] [--pairs 5] [--threads 2]
-        [--calls 2] [--gap 0.3] [--in-process]
+        [--calls 2] [--gap 0.3] [--cpu-isa native|avx2] [--in-process]
 
 TF kernels: a TF worker per choice. "default" is TF as this environment loads it (oneDNN on
 AVX-512 VNNI CPUs, else Eigen, unless TF_ENABLE_ONEDNN_OPTS says otherwise: tfsts/__init__.py);
@@ -63,6 +63,15 @@ REFERENCE_SIZES = {
     "resnet3d_18": (16, 112, 112),
 }
 TF_KERNELS = {"default": None, "onednn": "1", "eigen": "0"}  # --tf-kernels: each TF worker's TF_ENABLE_ONEDNN_OPTS
+# --cpu-isa avx2: the instruction sets both frameworks' runtime-dispatched kernels may use, capped
+# at AVX2 (PyTorch's own kernels, oneDNN's in either framework, MKL's GEMMs), to read on an
+# AVX-512 machine what an AVX2 CPU would pick. TF's Eigen kernels are compiled, not dispatched:
+# the same on both kinds of CPU. The microarchitecture (clock, caches, FMA units) stays this one's.
+CPU_ISA_ENV = {
+    "native": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2",
+             "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+}
 MEAN = (123.675, 116.28, 103.53)  # the tfsts models' "torch" InputNormalization
 STD = (58.395, 57.12, 57.375)
 
@@ -78,6 +87,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--gap", type=float, default=0.3, help="idle seconds before each timing")
     parser.add_argument("--calls", type=int, default=2, help="back-to-back calls per timing, after an untimed one")
+    parser.add_argument("--cpu-isa", choices=tuple(CPU_ISA_ENV), default="native",
+                        help="avx2: cap both frameworks' run-time kernel dispatch at AVX2 (CPU_ISA_ENV)")
     parser.add_argument("--in-process", action="store_true",
                         help="both frameworks in this process, no gap (the interference the workers avoid)")
     args = parser.parse_args(argv)
@@ -289,6 +300,7 @@ def load() -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    os.environ.update(CPU_ISA_ENV[args.cpu_isa])  # before either framework loads, here and in the workers
     try:
         import torch
     except ImportError:
@@ -304,7 +316,7 @@ def main(argv=None) -> int:
     mode = ("one process, one call per timing, no gap" if args.in_process else
             f"a worker process each, {args.calls} calls per timing after an untimed one, {args.gap:g} s idle before")
     print(f"tfsts (TF {tf.__version__}, tf.function) vs PyTorch {torch.__version__}, CPU, float32, {args.threads} "
-          f"threads each, sts=False, median of {args.pairs} alternated pairs, {mode}; TF kernels per row: default = {tfsts.cpu_kernels()}, onednn = TF_ENABLE_ONEDNN_OPTS=1, eigen = 0; {load()} at start", flush=True)
+          f"threads each, sts=False, median of {args.pairs} alternated pairs, {mode}; CPU ISA {args.cpu_isa} (PyTorch dispatches {torch.backends.cpu.get_cpu_capability()}); TF kernels per row: default = {tfsts.cpu_kernels()}, onednn = TF_ENABLE_ONEDNN_OPTS=1, eigen = 0; {load()} at start", flush=True)
     if args.in_process:
         for framework in ("tfsts", "torch"):
             set_threads(framework, args.threads)
