@@ -22,6 +22,7 @@ layer's old call), interleaved in one process, median of the per-round ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -113,32 +114,25 @@ def keras_max_pool_call(layer, x):
     return keras_max_pool(x, layer.pool_size, layer.strides)
 
 
+@contextlib.contextmanager
+def keras_max_pools():
+    """MaxPool3D layers call Keras' op while inside."""
+    from tfsts.models import blocks
+
+    tfsts_call = blocks.MaxPool3D.call
+    blocks.MaxPool3D.call = keras_max_pool_call
+    try:
+        yield
+    finally:
+        blocks.MaxPool3D.call = tfsts_call
+
+
 def model_row(name: str, rounds: int) -> list:
     import statistics
 
-    import keras
-    import numpy as np
-    import tensorflow as tf
+    from benchmarks.timing import median_ratio, training_step_ab
 
-    from benchmarks.timing import interleaved_times, median_ratio, tf_sgd_train_step
-    from tfsts import models
-    from tfsts.models import blocks
-
-    x = tf.constant(np.random.default_rng(0).uniform(0, 255, (2, 8, 112, 112, 3)).astype("float32"))
-    y = tf.constant([1, 2])
-    steps = {}
-    for variant in ("tfsts", "keras"):
-        keras.utils.set_random_seed(0)
-        step = tf_sgd_train_step(models.build_model(name, num_classes=400, input_shape=(8, 112, 112, 3)), x, y)
-        tfsts_call = blocks.MaxPool3D.call
-        if variant == "keras":
-            blocks.MaxPool3D.call = keras_max_pool_call
-        try:
-            step()  # traces the graph with this call
-        finally:
-            blocks.MaxPool3D.call = tfsts_call
-        steps[variant] = step
-    times = interleaved_times({k: (lambda s=s: s().numpy()) for k, s in steps.items()}, rounds=rounds, warmup=1)
+    times = training_step_ab(name, {"tfsts": contextlib.nullcontext, "keras": keras_max_pools}, rounds)
     return [name, f"{statistics.median(times['tfsts']) * 1e3:.0f}", f"{statistics.median(times['keras']) * 1e3:.0f}",
             f"{median_ratio(times, 'tfsts', 'keras'):.3f}"]
 

@@ -81,3 +81,26 @@ def tf_sgd_train_step(model, x, y):
         return loss
 
     return train_step
+
+
+def training_step_ab(name: str, variants: dict, rounds: int, **build_kwargs) -> dict[str, list[float]]:
+    """`interleaved_times` of one zoo model's SGD training step (batch 2, 8x112x112, the same
+    weights each; `build_kwargs` to `build_model`) traced once per variant: {label: a context
+    manager factory that is entered while that variant's graph is traced}, the formulation
+    under test patched in or out."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tfsts import models
+
+    x = tf.constant(np.random.default_rng(0).uniform(0, 255, (2, 8, 112, 112, 3)).astype("float32"))
+    y = tf.constant([1, 2])
+    steps = {}
+    for label, patched in variants.items():
+        keras.utils.set_random_seed(0)
+        step = tf_sgd_train_step(models.build_model(name, num_classes=400, input_shape=(8, 112, 112, 3), **build_kwargs), x, y)
+        with patched():
+            step()  # traces the graph with this variant
+        steps[label] = step
+    return interleaved_times({k: (lambda s=s: s().numpy()) for k, s in steps.items()}, rounds=rounds, warmup=1)

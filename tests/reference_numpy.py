@@ -124,3 +124,24 @@ def max_pool3d_and_grad(x: np.ndarray, pool_size, strides, dy: np.ndarray) -> tu
         np.add.at(grad, (b, t0 + dt, h0 + dh, w0 + dw, np.arange(x.shape[4])), dy[b, t, h, w])
     inner = tuple(slice(p, p + n) for p, n in zip(pads, x.shape[1:4]))
     return y, grad[(slice(None), *inner)]
+
+
+def conv_nd_gradients(x: np.ndarray, kernel: np.ndarray, strides, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The input and kernel gradients of sum(conv_nd(x, kernel, strides) * dy) (groups 1): each
+    tap's window of the padded input gets dy @ tap^T back, and the tap gets window^T @ dy."""
+    nd = kernel.ndim - 2
+    ks = kernel.shape[:nd]
+    pads = [(0, 0)] + [((k - 1) // 2, (k - 1) // 2) for k in ks] + [(0, 0)]
+    xp = np.pad(x.astype(np.float64), pads)
+    dxp = np.zeros_like(xp)
+    dk = np.zeros(kernel.shape, dtype=np.float64)
+    out_sizes = dy.shape[1:-1]
+    for offset in np.ndindex(*ks):
+        index = [slice(None)]
+        for i in range(nd):
+            index.append(slice(offset[i], offset[i] + (out_sizes[i] - 1) * strides[i] + 1, strides[i]))
+        window = xp[tuple(index)]
+        dk[offset] = window.reshape(-1, x.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])
+        dxp[tuple(index)] += dy @ kernel[offset].T
+    crop = tuple([slice(None)] + [slice(p, p + n) for (p, _), n in zip(pads[1:-1], x.shape[1:-1])] + [slice(None)])
+    return dxp[crop], dk

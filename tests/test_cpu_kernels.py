@@ -7,6 +7,11 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
+from tests.reference_numpy import conv_nd, conv_nd_gradients
+
 
 def cpu_kernels_in_fresh_process(env_value: str | None) -> tuple[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
@@ -95,6 +100,71 @@ def test_on_onednn_dense_and_temporal_convs_train_on_conv3d():
     eigen, train_ops, infer_ops, transposed_conv3d, error = formulation_in_fresh_process("1")
     assert (eigen, train_ops, infer_ops, transposed_conv3d) == ("False", "Conv3D", "Conv3D", "True")
     assert error < 1e-5
+
+
+# frame_conv2d's outputs and gradients, and whether its gradient graph runs TF's
+# Conv2DBackpropInput, in a process whose TF loads with Eigen's kernels.
+FRAME_CONV_PROBE = """
+import sys
+import numpy as np, tensorflow as tf
+from tfsts.layers.backend_kernels import frame_conv2d, tf_cpu_convs_on_eigen
+data = dict(np.load(sys.argv[1]))
+x, kernel, dy = (tf.constant(data[k]) for k in ("x", "kernel", "dy"))
+strides, padding = tuple(int(s) for s in data["strides"]), str(data["padding"])
+def run():
+    with tf.GradientTape() as tape:
+        tape.watch([x, kernel])
+        y = frame_conv2d(x, kernel, strides, padding)
+        loss = tf.reduce_sum(y * dy)
+    return [y, *tape.gradient(loss, [x, kernel])]
+graph = tf.function(run).get_concrete_function().graph
+y, dx, dk = (t.numpy() for t in run())
+np.savez(sys.argv[2], y=y, dx=dx, dk=dk)
+print(tf_cpu_convs_on_eigen(), "Conv2DBackpropInput" in {op.type for op in graph.get_operations()})
+"""
+
+
+@pytest.mark.parametrize(
+    "x_shape, kernel_size, strides, tf_input_gradient",
+    [
+        ((2, 4, 4, 16), (3, 3), (1, 1), False),  # small frames: a forward conv of dy
+        ((2, 5, 9, 8), (1, 3), (1, 1), False),
+        ((2, 6, 6, 16), (1, 1), (1, 1), False),  # 1 x 1: a GEMM
+        ((2, 7, 7, 16), (1, 1), (2, 2), False),  # ... set back on the stride's grid, odd frames
+        ((2, 7, 6, 8), (1, 1), (2, 2), False),
+        ((1, 20, 20, 8), (3, 3), (1, 1), True),  # 400 positions: TF's own
+        ((2, 9, 9, 8), (3, 3), (2, 2), True),  # strided k x k: TF's own
+    ],
+)
+def test_frame_conv2d_gradients_on_eigen_match_a_numpy_oracle(tmp_path, x_shape, kernel_size, strides, tf_input_gradient):
+    """On Eigen, `frame_conv2d` takes 1 x 1 and small-frame input gradients without TF's slow
+    Conv2DBackpropInput (benchmarks/bench_frame_convs.py); outputs and both gradients against
+    NumPy, the padded input of a strided conv as `dense_conv3d_as_2d` passes it."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=x_shape).astype("float32")
+    kernel = rng.normal(size=(*kernel_size, x_shape[-1], 4)).astype("float32")
+    y_ref = conv_nd(x, kernel, strides)
+    dy = rng.normal(size=y_ref.shape).astype("float32")
+    dx_ref, dk_ref = conv_nd_gradients(x, kernel, strides, dy)
+    if strides == (1, 1):
+        x_in, padding = x, "same"
+    else:  # pad_symmetric: the zeros written out, then a 'valid' conv
+        pads = [((k - 1) // 2,) * 2 for k in kernel_size]
+        x_in, padding = np.pad(x, [(0, 0), *pads, (0, 0)]), "valid"
+    np.savez(tmp_path / "in.npz", x=x_in, kernel=kernel, dy=dy, strides=np.array(strides), padding=np.array(padding))
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", FRAME_CONV_PROBE, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+                         env=env, capture_output=True, text=True, timeout=300, check=True)
+    eigen, uses_tf_input_gradient = out.stdout.strip().splitlines()[-1].split()
+    assert (eigen, uses_tf_input_gradient) == ("True", str(tf_input_gradient))
+    got = np.load(tmp_path / "out.npz")
+    if strides != (1, 1):
+        pads = [((k - 1) // 2) for k in kernel_size]
+        got_dx = got["dx"][:, pads[0] : pads[0] + x_shape[1], pads[1] : pads[1] + x_shape[2]]
+    else:
+        got_dx = got["dx"]
+    for name, ours, reference in (("y", got["y"], y_ref), ("dx", got_dx, dx_ref), ("dk", got["dk"], dk_ref)):
+        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max(), err_msg=name)
 
 
 # A max pool over [1.0, 1.000001]: TF's own MaxPool3D gradient and tfsts's MaxPool3D's.

@@ -63,6 +63,65 @@ def depthwise_conv1d(seq, kernel_1d, stride: int, padding: str):
     return conv(seq, kernel_1d)
 
 
+# `frame_conv2d` on Eigen: a k x k kernel's input gradient as a forward conv on frames of at
+# most this many positions; on larger frames TF's own was as fast or faster (28 x 28 x 64: 1.03x,
+# 56 x 56 x 64 -> 144: 1.07x for the forward conv; 14 x 14 x 128: 0.90x; benchmarks/bench_frame_convs.py).
+FORWARD_CONV_INPUT_GRADIENT_MAX_POSITIONS = 256
+
+
+def frame_conv2d(x, kernel, strides: tuple[int, int], padding: str):
+    """`ops.conv` of [N, H, W, C] frames with a [kh, kw, C, O] kernel ('same' only at stride 1).
+
+    Where TF runs its convs on Eigen (`tf_cpu_convs_on_eigen`), the input gradient is taken
+    without Eigen's Conv2DBackpropInput, which is slow on small frames with many channels:
+    for a 1 x 1 kernel a GEMM dy @ K^T (at stride s, its rows set back on the stride's grid
+    with zeros between); for an odd k x k kernel at stride 1 on frames of at most
+    FORWARD_CONV_INPUT_GRADIENT_MAX_POSITIONS positions, a forward conv of dy with the kernel
+    rotated by 180 degrees and its channel axes swapped. The kernel gradient stays TF's.
+    Forward + both gradients of one conv at SlowOnly-R50's 8x112 shapes
+    (`python -m benchmarks.bench_frame_convs`, ms): 3 x 3 at 4 x 4 x 512 30.0 against 76.4,
+    1 x 1 stride 2 at 7 x 7 x 1024 -> 2048 26.2 against 98.5, 1 x 1 at 4 x 4 x 512 -> 2048 15.4
+    against 67.5; SlowOnly-R50's training step 0.69x. A strided k x k conv keeps TF's own: as a
+    forward conv of dy with zeros between it took 25.6 against 12.9 ms at 28 x 28 x 128.
+    """
+    kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
+    strided = tuple(strides) != (1, 1)
+    one_by_one = (kh, kw) == (1, 1)
+    h, w = x.shape[1], x.shape[2]
+    small = h is not None and w is not None and int(h) * int(w) <= FORWARD_CONV_INPUT_GRADIENT_MAX_POSITIONS
+    forward_conv = not strided and padding == "same" and kh % 2 == 1 and kw % 2 == 1 and small
+    if not tf_cpu_convs_on_eigen() or not (one_by_one or forward_conv):
+        return ops.conv(x, kernel, strides=strides, padding=padding)
+    import tensorflow as tf
+
+    sh, sw = strides
+    c, o = int(kernel.shape[2]), int(kernel.shape[3])
+    tf_strides, tf_padding = (1, sh, sw, 1), padding.upper()
+
+    def input_gradient(dy, kernel, x_shape):
+        if (kh, kw) != (1, 1):
+            rotated = tf.transpose(tf.reverse(kernel, [0, 1]), (0, 1, 3, 2))
+            return tf.nn.conv2d(dy, rotated, 1, "SAME")
+        n, ho, wo = _dims(dy)[:3]
+        dx = tf.reshape(tf.matmul(tf.reshape(dy, [-1, o]), tf.reshape(kernel, [c, o]), transpose_b=True), [n, ho, 1, wo, 1, c])
+        if not strided:
+            return tf.reshape(dx, x_shape)
+        dx = tf.pad(dx, [(0, 0), (0, 0), (0, sh - 1), (0, 0), (0, sw - 1), (0, 0)])
+        return tf.reshape(dx, [n, ho * sh, wo * sw, c])[:, : x_shape[1], : x_shape[2]]
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        def grad(dy):
+            x_shape = _dims(x)
+            dk = tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(kernel), out_backprop=dy,
+                                                 strides=tf_strides, padding=tf_padding)
+            return input_gradient(dy, kernel, x_shape), dk
+
+        return tf.nn.conv2d(x, kernel, tf_strides, tf_padding), grad
+
+    return conv(x, kernel)
+
+
 def conv2d_padded(x, kernel, strides: tuple[int, int], pads: tuple[tuple[int, int], tuple[int, int]]):
     """A 2D conv of [N, H, W, C] with a [kh, kw, C, O] kernel and explicit (before, after)
     zero padding of H and W: `ops.pad` then a 'valid' `ops.conv` on every other backend.

@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple, Sequence
 import keras
 from keras import ops
 
-from tfsts.layers.backend_kernels import bias_add, conv2d_padded, depthwise_conv1d, tf_cpu_convs_on_eigen
+from tfsts.layers.backend_kernels import bias_add, conv2d_padded, depthwise_conv1d, frame_conv2d, tf_cpu_convs_on_eigen
 
 STS_CASES = ("A", "B", "C")
 STS_VARIANTS = ("reference", "rowcol")
@@ -560,6 +560,7 @@ def shifted_tap_conv(x, kernel, branches: Sequence[tuple[int, TapOrder]]):
 #   input channels takes `shifted_tap_conv` there (Conv3D forward, both gradients GEMMs): Eigen's
 #   transposed Conv3D for the input gradient made `temporal_conv3d`'s step 1.2-1.4x as long
 #   (SlowOnly res4 209 against 171 ms, R(2+1)D res2 232 against 166; SlowOnly res5 at parity).
+#   Every Conv2D over frames there takes `frame_conv2d`'s input gradient (backend_kernels.py).
 # - STS's branches (cases B and C at temporal stride 1, `shifted_tap_conv`) run the backend's
 #   convs per branch from NATIVE_CONV3D_MIN_CHANNELS input channels on frames of
 #   BRANCH_CONVS_MIN_POSITIONS or more positions; on smaller frames the column-raster conv's
@@ -716,6 +717,9 @@ def dense_conv3d_as_2d(x, kernel, strides: Sequence[int]):
     stems (a 3x7x7 stem: 235 against 365 ms, benchmarks/bench_convs.py) and on strided
     convs, which Conv3D would need an explicit Pad for.
 
+    The Conv2D is `frame_conv2d`: where TF runs Eigen, its input gradient is not Eigen's slow
+    transposed conv for 1 x 1 kernels and small frames.
+
     x: [B, T, H, W, C]; kernel: [kt, kh, kw, C, O]; symmetric padding.
     """
     kt, kh, kw, c, o = (int(d) for d in kernel.shape)
@@ -732,7 +736,7 @@ def dense_conv3d_as_2d(x, kernel, strides: Sequence[int]):
     frames = ops.reshape(stacked, (-1, shape[2], shape[3], kt * c))
     frames, padding = pad_symmetric(frames, (kh, kw), (sh, sw))
     kernel_2d = ops.reshape(ops.transpose(kernel, (1, 2, 0, 3, 4)), (kh, kw, kt * c, o))
-    y = ops.conv(frames, kernel_2d, strides=(sh, sw), padding=padding)
+    y = frame_conv2d(frames, kernel_2d, (sh, sw), padding)
     y_shape = ops.shape(y)
     return ops.reshape(y, (-1, t_out, y_shape[1], y_shape[2], o))
 
