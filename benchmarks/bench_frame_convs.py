@@ -18,7 +18,6 @@ both rows time the same op).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 
@@ -106,21 +105,9 @@ def model_row(name: str, rounds: int) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--models", default="", help="comma list of zoo names: whole training steps too")
-    parser.add_argument("--model-rounds", type=int, default=7)
-    args = parser.parse_args()
+    from benchmarks.timing import formulation_benchmark_args, print_table
 
-    import tensorflow as tf
-
-    import tfsts
-    from benchmarks.timing import print_table
-
-    tf.config.threading.set_intra_op_parallelism_threads(2)
-    tf.config.threading.set_inter_op_parallelism_threads(2)
-    print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; {tfsts.cpu_kernels()}; "
-          f"ms, median of {args.rounds} rounds")
+    args = formulation_benchmark_args(__doc__, model_rounds=7)
     print_table(["conv", "frames", "input gradient", "forward ms", "input gradient ms", "forward + both gradients ms"],
                 conv_rows(args.rounds))
     if args.models:

@@ -21,7 +21,6 @@ layer's old call), interleaved in one process, median of the per-round ratios.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 
@@ -59,22 +58,13 @@ def formulations(pool_size, strides) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--models", default="", help="comma list of zoo names: whole training steps too")
-    parser.add_argument("--model-rounds", type=int, default=9)
-    args = parser.parse_args()
+    from benchmarks.timing import formulation_benchmark_args, interleaved_medians, print_table
+
+    args = formulation_benchmark_args(__doc__, model_rounds=9)
 
     import numpy as np
     import tensorflow as tf
 
-    import tfsts
-    from benchmarks.timing import interleaved_medians, print_table
-
-    tf.config.threading.set_intra_op_parallelism_threads(2)
-    tf.config.threading.set_inter_op_parallelism_threads(2)
-    print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; {tfsts.cpu_kernels()}; "
-          f"ms, median of {args.rounds} rounds")
     rng = np.random.default_rng(0)
     rows = []
     for what, x_shape, pool_size, strides in CASES:

@@ -104,3 +104,25 @@ def training_step_ab(name: str, variants: dict, rounds: int, **build_kwargs) -> 
             step()  # traces the graph with this variant
         steps[label] = step
     return interleaved_times({k: (lambda s=s: s().numpy()) for k, s in steps.items()}, rounds=rounds, warmup=1)
+
+
+def formulation_benchmark_args(doc: str, model_rounds: int):
+    """The flags of a formulation benchmark (`--rounds`, `--models`, `--model-rounds`) parsed; TF
+    on 2 threads; the header line (load, TF's CPU kernels) printed."""
+    import argparse
+    import os
+
+    import tensorflow as tf
+
+    import tfsts
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--models", default="", help="comma list of zoo names: whole training steps too")
+    parser.add_argument("--model-rounds", type=int, default=model_rounds)
+    args = parser.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(2)
+    tf.config.threading.set_inter_op_parallelism_threads(2)
+    print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; {tfsts.cpu_kernels()}; "
+          f"ms, median of {args.rounds} rounds")
+    return args
