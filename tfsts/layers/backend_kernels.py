@@ -81,7 +81,7 @@ def frame_conv2d(x, kernel, strides: tuple[int, int], padding: str):
     Forward + both gradients of one conv at SlowOnly-R50's 8x112 shapes
     (`python -m benchmarks.bench_frame_convs`, ms): 3 x 3 at 4 x 4 x 512 30.0 against 76.4,
     1 x 1 stride 2 at 7 x 7 x 1024 -> 2048 26.2 against 98.5, 1 x 1 at 4 x 4 x 512 -> 2048 15.4
-    against 67.5; SlowOnly-R50's training step 0.69x. A strided k x k conv keeps TF's own: as a
+    against 67.5; SlowOnly-R50's training step 0.73x. A strided k x k conv keeps TF's own: as a
     forward conv of dy with zeros between it took 25.6 against 12.9 ms at 28 x 28 x 128.
     """
     kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
