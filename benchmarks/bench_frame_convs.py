@@ -95,13 +95,10 @@ def conv_rows(rounds: int) -> list[list[str]]:
 
 
 def model_row(name: str, rounds: int) -> list[str]:
-    import statistics
-
-    from benchmarks.timing import median_ratio, training_step_ab
+    from benchmarks.timing import ab_row, training_step_ab
 
     times = training_step_ab(name, {"tfsts": contextlib.nullcontext, "tf": tf_input_gradients}, rounds, sts=False)
-    return [name, f"{statistics.median(times['tfsts']) * 1e3:.0f}", f"{statistics.median(times['tf']) * 1e3:.0f}",
-            f"{median_ratio(times, 'tfsts', 'tf'):.3f}"]
+    return ab_row(name, times, "tfsts", "tf")
 
 
 def main() -> None:

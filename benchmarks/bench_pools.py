@@ -118,13 +118,10 @@ def keras_max_pools():
 
 
 def model_row(name: str, rounds: int) -> list:
-    import statistics
-
-    from benchmarks.timing import median_ratio, training_step_ab
+    from benchmarks.timing import ab_row, training_step_ab
 
     times = training_step_ab(name, {"tfsts": contextlib.nullcontext, "keras": keras_max_pools}, rounds)
-    return [name, f"{statistics.median(times['tfsts']) * 1e3:.0f}", f"{statistics.median(times['keras']) * 1e3:.0f}",
-            f"{median_ratio(times, 'tfsts', 'keras'):.3f}"]
+    return ab_row(name, times, "tfsts", "keras")
 
 
 if __name__ == "__main__":

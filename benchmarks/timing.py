@@ -106,6 +106,15 @@ def training_step_ab(name: str, variants: dict, rounds: int, **build_kwargs) -> 
     return interleaved_times({k: (lambda s=s: s().numpy()) for k, s in steps.items()}, rounds=rounds, warmup=1)
 
 
+def ab_row(name: str, times: dict[str, list[float]], first: str, second: str) -> list[str]:
+    """A table row of `training_step_ab`'s times: the name, both medians in ms, and the median of
+    the per-round ratios first / second."""
+    import statistics
+
+    return [name, f"{statistics.median(times[first]) * 1e3:.0f}", f"{statistics.median(times[second]) * 1e3:.0f}",
+            f"{median_ratio(times, first, second):.3f}"]
+
+
 def formulation_benchmark_args(doc: str, model_rounds: int):
     """The flags of a formulation benchmark (`--rounds`, `--models`, `--model-rounds`) parsed; TF
     on 2 threads; the header line (load, TF's CPU kernels) printed."""

@@ -9,6 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def tap_window(offset, out_sizes, strides) -> tuple:
+    """The index of the padded input [B, *spatial, C] that kernel tap `offset` reads for each
+    output position: from the offset, every stride-th, one per output."""
+    return (slice(None), *(slice(o, o + (n - 1) * s + 1, s) for o, n, s in zip(offset, out_sizes, strides)))
+
+
 def conv_nd(x: np.ndarray, kernel: np.ndarray, strides, groups: int = 1) -> np.ndarray:
     """Grouped N-d conv, channels-last, symmetric zero padding (k - 1) / 2 per side.
 
@@ -26,11 +32,7 @@ def conv_nd(x: np.ndarray, kernel: np.ndarray, strides, groups: int = 1) -> np.n
     cout_g = cout // groups
     out = np.zeros((x.shape[0], *out_sizes, cout), dtype=np.float64)
     for offset in np.ndindex(*ks):
-        index = [slice(None)]
-        for i in range(nd):
-            start = offset[i]
-            index.append(slice(start, start + (out_sizes[i] - 1) * strides[i] + 1, strides[i]))
-        window = xp[tuple(index)]  # [B, *out, C]
+        window = xp[tap_window(offset, out_sizes, strides)]  # [B, *out, C]
         tap = kernel[offset]  # [C // groups, O]
         for g in range(groups):
             xs = window[..., g * cin_g : (g + 1) * cin_g]
@@ -129,19 +131,15 @@ def max_pool3d_and_grad(x: np.ndarray, pool_size, strides, dy: np.ndarray) -> tu
 def conv_nd_gradients(x: np.ndarray, kernel: np.ndarray, strides, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The input and kernel gradients of sum(conv_nd(x, kernel, strides) * dy) (groups 1): each
     tap's window of the padded input gets dy @ tap^T back, and the tap gets window^T @ dy."""
-    nd = kernel.ndim - 2
-    ks = kernel.shape[:nd]
+    ks = kernel.shape[: kernel.ndim - 2]
     pads = [(0, 0)] + [((k - 1) // 2, (k - 1) // 2) for k in ks] + [(0, 0)]
     xp = np.pad(x.astype(np.float64), pads)
     dxp = np.zeros_like(xp)
     dk = np.zeros(kernel.shape, dtype=np.float64)
     out_sizes = dy.shape[1:-1]
     for offset in np.ndindex(*ks):
-        index = [slice(None)]
-        for i in range(nd):
-            index.append(slice(offset[i], offset[i] + (out_sizes[i] - 1) * strides[i] + 1, strides[i]))
-        window = xp[tuple(index)]
-        dk[offset] = window.reshape(-1, x.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])
-        dxp[tuple(index)] += dy @ kernel[offset].T
+        index = tap_window(offset, out_sizes, strides)
+        dk[offset] = xp[index].reshape(-1, x.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])
+        dxp[index] += dy @ kernel[offset].T
     crop = tuple([slice(None)] + [slice(p, p + n) for (p, _), n in zip(pads[1:-1], x.shape[1:-1])] + [slice(None)])
     return dxp[crop], dk

@@ -146,11 +146,11 @@ def test_frame_conv2d_gradients_on_eigen_match_a_numpy_oracle(tmp_path, x_shape,
     y_ref = conv_nd(x, kernel, strides)
     dy = rng.normal(size=y_ref.shape).astype("float32")
     dx_ref, dk_ref = conv_nd_gradients(x, kernel, strides, dy)
+    ph, pw = ((k - 1) // 2 for k in kernel_size)
     if strides == (1, 1):
         x_in, padding = x, "same"
     else:  # pad_symmetric: the zeros written out, then a 'valid' conv
-        pads = [((k - 1) // 2,) * 2 for k in kernel_size]
-        x_in, padding = np.pad(x, [(0, 0), *pads, (0, 0)]), "valid"
+        x_in, padding = np.pad(x, [(0, 0), (ph, ph), (pw, pw), (0, 0)]), "valid"
     np.savez(tmp_path / "in.npz", x=x_in, kernel=kernel, dy=dy, strides=np.array(strides), padding=np.array(padding))
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run([sys.executable, "-c", FRAME_CONV_PROBE, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
@@ -158,11 +158,7 @@ def test_frame_conv2d_gradients_on_eigen_match_a_numpy_oracle(tmp_path, x_shape,
     eigen, uses_tf_input_gradient = out.stdout.strip().splitlines()[-1].split()
     assert (eigen, uses_tf_input_gradient) == ("True", str(tf_input_gradient))
     got = np.load(tmp_path / "out.npz")
-    if strides != (1, 1):
-        pads = [((k - 1) // 2) for k in kernel_size]
-        got_dx = got["dx"][:, pads[0] : pads[0] + x_shape[1], pads[1] : pads[1] + x_shape[2]]
-    else:
-        got_dx = got["dx"]
+    got_dx = got["dx"] if strides == (1, 1) else got["dx"][:, ph : ph + x_shape[1], pw : pw + x_shape[2]]
     for name, ours, reference in (("y", got["y"], y_ref), ("dx", got_dx, dx_ref), ("dk", got["dk"], dk_ref)):
         np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max(), err_msg=name)
 

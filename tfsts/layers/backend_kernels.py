@@ -65,7 +65,8 @@ def depthwise_conv1d(seq, kernel_1d, stride: int, padding: str):
 
 # `frame_conv2d` on Eigen: a k x k kernel's input gradient as a forward conv on frames of at
 # most this many positions; on larger frames TF's own was as fast or faster (28 x 28 x 64: 1.03x,
-# 56 x 56 x 64 -> 144: 1.07x for the forward conv; 14 x 14 x 128: 0.90x; benchmarks/bench_frame_convs.py).
+# 56 x 56 x 64 -> 144: 1.07x for the forward conv; 14 x 14 x 128: 0.90x; measured with this bound off,
+# Eigen, 2026-12-03, in a scratch script: benchmarks/bench_frame_convs.py times the rule as it is).
 FORWARD_CONV_INPUT_GRADIENT_MAX_POSITIONS = 256
 
 
@@ -82,7 +83,8 @@ def frame_conv2d(x, kernel, strides: tuple[int, int], padding: str):
     (`python -m benchmarks.bench_frame_convs`, ms): 3 x 3 at 4 x 4 x 512 30.0 against 76.4,
     1 x 1 stride 2 at 7 x 7 x 1024 -> 2048 26.2 against 98.5, 1 x 1 at 4 x 4 x 512 -> 2048 15.4
     against 67.5; SlowOnly-R50's training step 0.73x. A strided k x k conv keeps TF's own: as a
-    forward conv of dy with zeros between it took 25.6 against 12.9 ms at 28 x 28 x 128.
+    forward conv of dy with zeros between it took 25.6 against 12.9 ms at 28 x 28 x 128 (the same
+    scratch measurement).
     """
     kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
     strided = tuple(strides) != (1, 1)
@@ -99,7 +101,7 @@ def frame_conv2d(x, kernel, strides: tuple[int, int], padding: str):
     tf_strides, tf_padding = (1, sh, sw, 1), padding.upper()
 
     def input_gradient(dy, kernel, x_shape):
-        if (kh, kw) != (1, 1):
+        if not one_by_one:
             rotated = tf.transpose(tf.reverse(kernel, [0, 1]), (0, 1, 3, 2))
             return tf.nn.conv2d(dy, rotated, 1, "SAME")
         n, ho, wo = _dims(dy)[:3]
